@@ -1,0 +1,16 @@
+// CUDA memory management behind a plain C++ interface, so the tensor layer needs no CUDA headers.
+#pragma once
+
+#include <cstddef>
+
+namespace dsv3::cuda {
+
+void* allocate(std::size_t bytes);
+void free(void* pointer);
+void copy(void* destination, bool destination_on_device, const void* source, bool source_on_device,
+          std::size_t bytes);
+void zero(void* pointer, std::size_t bytes);
+// GPUs visible to this process (0 when there is no driver or no device).
+int device_count();
+
+}  // namespace dsv3::cuda

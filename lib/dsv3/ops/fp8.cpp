@@ -1,0 +1,1 @@
+#include "dsv3/ops/fp8.hpp"

@@ -1,0 +1,118 @@
+#include "dsv3/ops/matmul.hpp"
+
+#include "dsv3/ops/cpu/matmul.hpp"
+
+namespace dsv3::ops {
+
+namespace {
+
+// [..., features] as [rows, features].
+Tensor as_matrix(const Tensor& tensor) {
+  const std::int64_t features = tensor.size(-1);
+  return tensor.view(Shape{features == 0 ? 0 : tensor.numel() / features, features});
+}
+
+void check_matmul(const char* op, const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options) {
+  expect_float(op, "c", c);
+  expect_float(op, "a", a);
+  expect_float(op, "b", b);
+  expect_same_dtype(op, {&c, &a, &b});
+  expect_same_device(op, {&c, &a, &b});
+  DSV3_CHECK(c.rank() == 2 || c.rank() == 3, "{}: c is {}, expected rank 2 or 3", op, c.describe());
+  DSV3_CHECK(a.rank() == c.rank() && (b.rank() == 2 || b.rank() == c.rank()),
+             "{}: ranks of a {}, b {}, c {} do not match", op, a.describe(), b.describe(), c.describe());
+  const std::int64_t m = options.transpose_a ? a.size(-1) : a.size(-2);
+  const std::int64_t k = options.transpose_a ? a.size(-2) : a.size(-1);
+  const std::int64_t kb = options.transpose_b ? b.size(-1) : b.size(-2);
+  const std::int64_t n = options.transpose_b ? b.size(-2) : b.size(-1);
+  DSV3_CHECK(k == kb, "{}: inner extents differ: a {} (transposed: {}) has {}, b {} (transposed: {}) has {}", op,
+             a.describe(), options.transpose_a, k, b.describe(), options.transpose_b, kb);
+  DSV3_CHECK(c.size(-2) == m && c.size(-1) == n, "{}: c is {}, expected [{}, {}] from a {} and b {}", op,
+             c.describe(), m, n, a.describe(), b.describe());
+  if (c.rank() == 3) {
+    DSV3_CHECK(a.size(0) == c.size(0) && (b.rank() == 2 || b.size(0) == c.size(0)),
+               "{}: batch extents differ: a {}, b {}, c {}", op, a.describe(), b.describe(), c.describe());
+  }
+}
+
+void check_grouped(const char* op, const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& offsets) {
+  expect_float(op, "x", x);
+  expect_rank(op, "x", x, 2);
+  expect_rank(op, "w", w, 3);
+  expect_same_dtype(op, {&x, &w, &y});
+  expect_same_device(op, {&x, &w, &y});
+  const std::int64_t experts = w.size(0);
+  DSV3_CHECK(x.size(1) == w.size(2), "{}: x {} and w {} disagree on the input features", op, x.describe(),
+             w.describe());
+  expect_shape(op, "y", y, Shape{x.size(0), w.size(1)});
+  expect_dtype(op, "offsets", offsets, DType::i64);
+  expect_on_host(op, "offsets", offsets);
+  expect_shape(op, "offsets", offsets, Shape{experts + 1});
+  const std::int64_t* offset = offsets.data<std::int64_t>();
+  DSV3_CHECK(offset[0] == 0 && offset[experts] == x.size(0), "{}: offsets run from {} to {}, expected 0 to {}", op,
+             offset[0], offset[experts], x.size(0));
+  for (std::int64_t e = 0; e < experts; ++e) {
+    DSV3_CHECK(offset[e] <= offset[e + 1], "{}: offsets decrease at expert {} ({} > {})", op, e, offset[e],
+               offset[e + 1]);
+  }
+}
+
+}  // namespace
+
+void matmul(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options, Stream) {
+  check_matmul("matmul", c, a, b, options);
+  if (c.device() != Device::cpu) unsupported_device("matmul", c.device());
+  cpu::matmul(c, a, b, options);
+}
+
+void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, Stream) {
+  const char* op = "linear_forward";
+  expect_float(op, "x", x);
+  expect_rank(op, "w", w, 2);
+  expect_defined(op, "y", y);
+  DSV3_CHECK(x.rank() >= 1 && x.size(-1) == w.size(1), "{}: x {} does not end in w's input extent {} (w {})", op,
+             x.describe(), w.size(1), w.describe());
+  Shape expected = x.shape();
+  expected[-1] = w.size(0);
+  expect_shape(op, "y", y, expected);
+  const GemmOptions options{.transpose_b = true};
+  check_matmul(op, as_matrix(y), as_matrix(x), w, options);
+  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  cpu::matmul(as_matrix(y), as_matrix(x), w, options);
+}
+
+void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w, Stream) {
+  const char* op = "linear_backward";
+  expect_float(op, "x", x);
+  expect_rank(op, "w", w, 2);
+  expect_shape(op, "dw", dw, w.shape());
+  Shape dy_shape = x.shape();
+  dy_shape[-1] = w.size(0);
+  expect_shape(op, "dy", dy, dy_shape);
+  if (dx.defined()) expect_shape(op, "dx", dx, x.shape());
+  expect_same_dtype(op, {&x, &w, &dw, &dy, &dx});
+  expect_same_device(op, {&x, &w, &dw, &dy, &dx});
+  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (dx.defined()) cpu::matmul(as_matrix(dx), as_matrix(dy), w, {});
+  cpu::matmul(dw, as_matrix(dy), as_matrix(x), {.transpose_a = true, .beta = 1.0});
+}
+
+void grouped_linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& offsets, Stream) {
+  check_grouped("grouped_linear_forward", y, x, w, offsets);
+  if (x.device() != Device::cpu) unsupported_device("grouped_linear_forward", x.device());
+  cpu::grouped_linear_forward(y, x, w, offsets);
+}
+
+void grouped_linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
+                             const Tensor& offsets, Stream) {
+  const char* op = "grouped_linear_backward";
+  check_grouped(op, dy, x, w, offsets);
+  expect_shape(op, "dw", dw, w.shape());
+  if (dx.defined()) expect_shape(op, "dx", dx, x.shape());
+  expect_same_dtype(op, {&x, &dw, &dx});
+  expect_same_device(op, {&x, &dw, &dx});
+  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  cpu::grouped_linear_backward(dx, dw, dy, x, w, offsets);
+}
+
+}  // namespace dsv3::ops

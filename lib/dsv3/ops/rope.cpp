@@ -1,0 +1,1 @@
+#include "dsv3/ops/rope.hpp"

@@ -1,0 +1,84 @@
+#include "dsv3/tensor/device_memory.hpp"
+
+#include "dsv3/core/error.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#ifdef DSV3_HAVE_CUDA
+#include "dsv3/ops/cuda/runtime.hpp"
+#endif
+
+namespace dsv3 {
+
+std::string_view device_name(Device device) { return device == Device::cpu ? "cpu" : "cuda"; }
+
+#ifndef DSV3_HAVE_CUDA
+namespace {
+[[noreturn]] void no_cuda(const char* what) {
+  fail("{}: this dsv3 was built without the CUDA backend (configure with -DDSV3_WITH_CUDA=ON)", what);
+}
+}  // namespace
+#endif
+
+void* device_allocate(Device device, std::size_t bytes) {
+  if (bytes == 0) bytes = 1;  // a valid, unique pointer even for empty tensors
+  if (device == Device::cpu) {
+    const std::size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
+    void* pointer = std::aligned_alloc(kHostAlignment, rounded);
+    if (pointer == nullptr) fail("device_allocate: out of host memory allocating {} bytes", bytes);
+    return pointer;
+  }
+#ifdef DSV3_HAVE_CUDA
+  return cuda::allocate(bytes);
+#else
+  no_cuda("device_allocate");
+#endif
+}
+
+void device_free(Device device, void* pointer) {
+  if (device == Device::cpu) {
+    std::free(pointer);
+    return;
+  }
+#ifdef DSV3_HAVE_CUDA
+  cuda::free(pointer);
+#endif
+}
+
+void device_copy(void* destination, Device destination_device, const void* source, Device source_device,
+                 std::size_t bytes) {
+  if (bytes == 0) return;
+  if (destination_device == Device::cpu && source_device == Device::cpu) {
+    std::memcpy(destination, source, bytes);
+    return;
+  }
+#ifdef DSV3_HAVE_CUDA
+  cuda::copy(destination, destination_device == Device::cuda, source, source_device == Device::cuda, bytes);
+#else
+  no_cuda("device_copy");
+#endif
+}
+
+void device_zero(void* pointer, Device device, std::size_t bytes) {
+  if (device == Device::cpu) {
+    std::memset(pointer, 0, bytes);
+    return;
+  }
+#ifdef DSV3_HAVE_CUDA
+  cuda::zero(pointer, bytes);
+#else
+  no_cuda("device_zero");
+#endif
+}
+
+bool cuda_available() {
+#ifdef DSV3_HAVE_CUDA
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+}  // namespace dsv3

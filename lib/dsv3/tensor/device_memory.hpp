@@ -1,0 +1,27 @@
+// Raw memory on a device: the only place tensors allocate, free and copy bytes.
+// CUDA memory goes through the dsv3_cuda_runtime target when the CUDA backend is built;
+// without it, asking for a CUDA tensor is an error that says so.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace dsv3 {
+
+enum class Device : std::uint8_t { cpu, cuda };
+std::string_view device_name(Device device);
+
+// Host allocations are aligned to this many bytes (cache lines, AVX-512 loads, and the alignment of arena tensors).
+inline constexpr std::size_t kHostAlignment = 256;
+
+void* device_allocate(Device device, std::size_t bytes);
+void device_free(Device device, void* pointer);
+void device_copy(void* destination, Device destination_device, const void* source, Device source_device,
+                 std::size_t bytes);
+void device_zero(void* pointer, Device device, std::size_t bytes);
+
+// True when the CUDA backend is built in and a GPU is visible to this process.
+bool cuda_available();
+
+}  // namespace dsv3
