@@ -6,6 +6,7 @@ find_package(Boost 1.70 REQUIRED COMPONENTS program_options)
 find_package(doctest REQUIRED)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(Threads REQUIRED)
+find_package(ZLIB REQUIRED)  # gzip-compressed JSONL corpora
 
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)

@@ -1,0 +1,31 @@
+// Per-op throughput of the op library at the debug model's shapes and at a GEMM-bound shape.
+#pragma once
+
+#include "dsv3/tensor/device_memory.hpp"
+
+#include <string>
+#include <vector>
+
+namespace dsv3::bench {
+
+struct OpResult {
+  std::string op;
+  std::string shape;
+  double seconds;  // median time of one call
+  double flops;    // useful FLOPs of one call (0 for memory-bound ops)
+  double bytes;    // minimum bytes moved by one call
+};
+
+struct OpBenchmarkOptions {
+  Device device = Device::cpu;
+  double min_seconds = 0.3;  // per op: repeat until this much time has passed (at least 3 calls)
+  std::int64_t tokens = 2048;  // batch·seq of the debug-shape benchmarks
+  std::int64_t gemm_size = 2048;  // the GEMM-bound shape: square matrices of this size
+};
+
+// The library's own cblas_sgemm at gemm_size³: the reference rate for matmul and attention.
+OpResult benchmark_blas_sgemm(const OpBenchmarkOptions& options);
+// Every op of the library, forward and backward, at the debug model's shapes.
+std::vector<OpResult> benchmark_ops(const OpBenchmarkOptions& options);
+
+}  // namespace dsv3::bench

@@ -1,0 +1,1 @@
+#include "dsv3/data/tokenizer.hpp"
