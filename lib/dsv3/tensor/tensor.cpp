@@ -60,14 +60,14 @@ Tensor Tensor::to(Device device) const {
   return result;
 }
 
-void Tensor::copy_from(const Tensor& source) {
+void Tensor::copy_from(const Tensor& source) const {
   check_defined("copy_from");
   DSV3_CHECK(source.shape_ == shape_ && source.dtype_ == dtype_, "Tensor::copy_from: {} into {}",
              source.describe(), describe());
   device_copy(raw(), device(), source.raw(), source.device(), nbytes());
 }
 
-void Tensor::zero() {
+void Tensor::zero() const {
   check_defined("zero");
   device_zero(raw(), device(), nbytes());
 }

@@ -65,9 +65,10 @@ class Tensor {
   // Copies of the data.
   Tensor to(Device device) const;
   Tensor clone() const { return to(device()); }
-  // Element-wise copy from a tensor of the same shape and dtype, on any device.
-  void copy_from(const Tensor& source);
-  void zero();
+  // Element-wise copy from a tensor of the same shape and dtype, on any device. Like the ops, these write
+  // through a const handle: constness is that of the view, not of the elements.
+  void copy_from(const Tensor& source) const;
+  void zero() const;
 
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
   std::string describe() const;  // "f32[2, 3]@cpu"
