@@ -80,7 +80,7 @@ Comparison compare(const Tensor& actual, const Tensor& expected, double rtol, do
   for (std::int64_t i = 0; i < actual.numel(); ++i) {
     const double a = value_at(actual, i);
     const double e = value_at(expected, i);
-    const double error = std::fabs(a - e);
+    const double error = a == e ? 0.0 : std::fabs(a - e);  // equal infinities match
     const bool within = error <= atol + rtol * std::fabs(e);
     const double excess = std::isnan(error) ? INFINITY : error - (atol + rtol * std::fabs(e));
     result.max_abs_error = std::max(result.max_abs_error, std::isnan(error) ? INFINITY : error);

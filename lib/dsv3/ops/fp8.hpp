@@ -1,6 +1,7 @@
 // fp8 e4m3 quantisation with per-block scales: 128×128 blocks for weights (the released DeepSeek-V3
 // checkpoint format) and 1×128 tiles for activations. value ≈ q · scale_inv of its block, with
 // scale_inv = amax/448 (1 for an all-zero block) and q rounded to nearest even, clamped to ±448.
+// A NaN or infinite input is an error naming the block and the element.
 #pragma once
 
 #include "dsv3/ops/common.hpp"
