@@ -1,4 +1,4 @@
-// RMSNorm: y = x · rsqrt(mean(x²) + eps) · w, statistics in the compute precision (f32, or f64 for checks).
+// RMSNorm: y = x · rsqrt(mean(x²) + eps) · w; the mean of squares is accumulated in f64, rstd stored in x's dtype.
 #pragma once
 
 #include "dsv3/ops/common.hpp"
