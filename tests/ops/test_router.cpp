@@ -100,6 +100,18 @@ Tensor separated_logits(std::int64_t tokens, std::int64_t num_experts, Rng& rng)
   return from_values(Shape{tokens, num_experts}, DType::f64, values);
 }
 
+// [T, a] and [T, b] side by side as one [T, a + b] tensor.
+Tensor side_by_side(const Tensor& left, const Tensor& right) {
+  const std::vector<double> a = to_vector(left), b = to_vector(right);
+  const std::int64_t rows = left.size(0), a_columns = left.size(1), b_columns = right.size(1);
+  std::vector<double> joined;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    joined.insert(joined.end(), a.begin() + r * a_columns, a.begin() + (r + 1) * a_columns);
+    joined.insert(joined.end(), b.begin() + r * b_columns, b.begin() + (r + 1) * b_columns);
+  }
+  return from_values(Shape{rows, a_columns + b_columns}, left.dtype(), joined);
+}
+
 struct RouterCase {
   std::int64_t tokens, num_experts, top_k, n_groups, top_groups;
 };
@@ -252,6 +264,32 @@ TEST_CASE("router_backward: f64 gradient check for softmax and sigmoid, with and
   }
 }
 
+TEST_CASE("router_backward: f64 gradient check with a direct gradient of the scores (dscores)") {
+  Rng rng(15);
+  const std::int64_t tokens = 5, num_experts = 8, top_k = 3;
+  for (ops::RouterScore score : {ops::RouterScore::softmax, ops::RouterScore::sigmoid}) {
+    for (bool route_norm : {false, true}) {
+      CAPTURE(score);
+      CAPTURE(route_norm);
+      const ops::RouterOptions options{
+          .score = score, .top_k = top_k, .n_groups = 2, .top_groups = 1, .route_norm = route_norm, .route_scale = 2.5};
+      const Tensor logits = separated_logits(tokens, num_experts, rng);
+      const Tensor bias = random_uniform(Shape{num_experts}, DType::f32, rng, -0.01, 0.01);
+      const Routing routing = run_router(logits, bias, options);
+      const Tensor dweights = random_uniform(Shape{tokens, top_k}, DType::f64, rng);
+      const Tensor dscores = random_uniform(Shape{tokens, num_experts}, DType::f64, rng);
+      const Tensor dlogits = random_uniform(logits.shape(), DType::f64, rng);  // overwritten: start from garbage
+      ops::router_backward(dlogits, dweights, routing.scores, routing.experts, options, dscores);
+      // L = Σ dweights ⊙ weights + Σ dscores ⊙ scores, as one upstream over [weights | scores].
+      const auto forward = [&] {
+        const Routing again = run_router(logits, bias, options);
+        return side_by_side(again.weights, again.scores);
+      };
+      DSV3_CHECK_CLOSE(check_gradients(forward, side_by_side(dweights, dscores), {logits}, {dlogits}));
+    }
+  }
+}
+
 TEST_CASE("router rejects bad options and tensors, naming the op, the option and the value") {
   const Tensor logits = Tensor::zeros(Shape{2, 8}, DType::f32);
   const Tensor scores = Tensor::zeros(Shape{2, 8}, DType::f32);
@@ -298,4 +336,7 @@ TEST_CASE("router rejects bad options and tensors, naming the op, the option and
                        dsv3::Error);
   CHECK_THROWS_WITH_AS(ops::router_backward(scores, weights, scores, experts, {.top_k = 2, .n_groups = 16}),
                        doctest::Contains("router_backward: n_groups is 16"), dsv3::Error);
+  CHECK_THROWS_WITH_AS(
+      ops::router_backward(scores, weights, scores, experts, top2, Tensor::zeros(Shape{2, 7}, DType::f32)),
+      doctest::Contains("router_backward: dscores is f32[2, 7]@cpu, expected shape [2, 8]"), dsv3::Error);
 }

@@ -44,7 +44,7 @@ void router_forward(const Tensor& scores, const Tensor& experts, const Tensor& w
 }
 
 void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor& scores, const Tensor& experts,
-                     const RouterOptions& options, Stream) {
+                     const RouterOptions& options, const Tensor& dscores, Stream) {
   const char* op = "router_backward";
   expect_float(op, "scores", scores);
   expect_rank(op, "scores", scores, 2);
@@ -55,10 +55,11 @@ void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor
   expect_shape(op, "experts", experts, Shape{tokens, options.top_k});
   expect_dtype(op, "experts", experts, DType::i32);
   expect_shape(op, "dweights", dweights, Shape{tokens, options.top_k});
-  expect_same_dtype(op, {&scores, &dlogits, &dweights});
-  expect_same_device(op, {&scores, &dlogits, &dweights, &experts});
+  if (dscores.defined()) expect_shape(op, "dscores", dscores, scores.shape());
+  expect_same_dtype(op, {&scores, &dlogits, &dweights, &dscores});
+  expect_same_device(op, {&scores, &dlogits, &dweights, &experts, &dscores});
   if (scores.device() != Device::cpu) unsupported_device(op, scores.device());
-  cpu::router_backward(dlogits, dweights, scores, experts, options);
+  cpu::router_backward(dlogits, dweights, scores, experts, options, dscores);
 }
 
 }  // namespace dsv3::ops

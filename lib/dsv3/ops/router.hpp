@@ -23,7 +23,9 @@ struct RouterOptions {
 void router_forward(const Tensor& scores, const Tensor& experts, const Tensor& weights, const Tensor& logits,
                     const Tensor& expert_bias, const RouterOptions& options, Stream stream = {});
 // dlogits [T, E] (overwritten) from dweights [T, K]; selection is piecewise constant and passes no gradient.
+// dscores [T, E], when defined, is a gradient that reaches the scores other than through the weights (the
+// sequence-wise balance loss): it is added to theirs before the softmax/sigmoid Jacobian.
 void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor& scores, const Tensor& experts,
-                     const RouterOptions& options, Stream stream = {});
+                     const RouterOptions& options, const Tensor& dscores = {}, Stream stream = {});
 
 }  // namespace dsv3::ops

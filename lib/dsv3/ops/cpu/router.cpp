@@ -112,7 +112,7 @@ void router_forward(const Tensor& scores, const Tensor& experts, const Tensor& w
 }
 
 void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor& scores, const Tensor& experts,
-                     const RouterOptions& options) {
+                     const RouterOptions& options, const Tensor& dscores) {
   const std::int64_t tokens = scores.size(0);
   const std::int64_t num_experts = scores.size(1);
   const std::int64_t top_k = options.top_k;
@@ -120,6 +120,7 @@ void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor
   with_float_type(scores.dtype(), "router_backward", [&]<class T>() {
     const T* score = scores.data<T>();
     const T* dweight = dweights.data<T>();
+    const T* dscore_direct = dscores.defined() ? dscores.data<T>() : nullptr;  // [T, E] or none
     T* dlogit = dlogits.data<T>();
     const T scale = static_cast<T>(options.route_scale);
 #pragma omp parallel for
@@ -131,7 +132,11 @@ void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor
 
       // For the chosen scores u_k, weight_k = scale · u_k / D with D = Σ u + ε when route_norm (else D = 1), so
       // dL/du_j = scale · (dw_j − Σ_k dw_k · u_k / D) / D; the route_norm term vanishes without normalisation.
-      std::fill(dscore_t, dscore_t + num_experts, T{0});
+      if (dscore_direct != nullptr) {
+        std::copy_n(dscore_direct + t * num_experts, num_experts, dscore_t);
+      } else {
+        std::fill(dscore_t, dscore_t + num_experts, T{0});
+      }
       T chosen_sum = 0;
       T dweight_dot_score = 0;
       for (std::int64_t k = 0; k < top_k; ++k) {

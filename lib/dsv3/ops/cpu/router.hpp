@@ -8,6 +8,6 @@ namespace dsv3::ops::cpu {
 void router_forward(const Tensor& scores, const Tensor& experts, const Tensor& weights, const Tensor& logits,
                     const Tensor& expert_bias, const RouterOptions& options);
 void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor& scores, const Tensor& experts,
-                     const RouterOptions& options);
+                     const RouterOptions& options, const Tensor& dscores);
 
 }  // namespace dsv3::ops::cpu
