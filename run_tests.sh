@@ -9,4 +9,5 @@ source "$DSV3_ROOT/tools/bootstrap.sh"
 
 dsv3_install_packages
 dsv3_build
+dsv3_cpu_environment
 ctest --test-dir "$DSV3_BUILD_DIR" -LE gpu -j "$(nproc)" --output-on-failure "$@"

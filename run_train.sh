@@ -13,11 +13,13 @@ NRANKS="${NGPU:-2}"
 dsv3_install_packages
 dsv3_build
 
+source "$DSV3_ROOT/tools/sample_data.sh"
+CONFIG_FILE="$(realpath "$CONFIG_FILE")"
+# The configs name their data relative to the repository root, as torchtitan's do.
+cd "$DSV3_ROOT"
+dsv3_prepare_sample_data "$DSV3_BUILD_DIR" "$DSV3_ROOT/data/sample"
+dsv3_cpu_environment
+
 trainer="$DSV3_BUILD_DIR/apps/dsv3_train/dsv3_train"
-if [ ! -x "$trainer" ]; then
-  echo "run_train.sh: dsv3 is built (libraries, tests, dsv3_bench in $DSV3_BUILD_DIR), but this checkout has no" >&2
-  echo "trainer yet: dsv3_train arrives with the model and trainer issue. Try: $DSV3_BUILD_DIR/apps/dsv3_bench/dsv3_bench ops" >&2
-  exit 3
-fi
 # shellcheck disable=SC2046
 exec mpiexec -n "$NRANKS" $(dsv3_mpiexec_flags) "$trainer" --job.config_file "$CONFIG_FILE" "$@"

@@ -1,7 +1,9 @@
 // dsv3_bench: op and step benchmarks with achieved FLOP/s and bytes/s against the machine's peak.
 //   dsv3_bench ops [--tokens 2048] [--gemm-size 2048] [--min-seconds 0.3]
+//   dsv3_bench step --config inputs/debug_model.toml [--steps 5] [--set training.seq_len=128 ...]
 #include "dsv3/bench/op_benchmarks.hpp"
 #include "dsv3/bench/peak.hpp"
+#include "dsv3/bench/step_benchmark.hpp"
 #include "dsv3/core/error.hpp"
 
 #include <boost/program_options.hpp>
@@ -9,6 +11,7 @@
 
 #include <iostream>
 #include <string>
+#include <vector>
 
 namespace po = boost::program_options;
 using namespace dsv3;
@@ -56,17 +59,43 @@ int run_ops(const bench::OpBenchmarkOptions& options) {
   return 0;
 }
 
+// One training step of a run config: forward, backward and optimizer, against the machine's peak.
+int run_step(const std::string& config_file, const std::vector<std::string>& overrides, int steps) {
+  std::vector<std::string> arguments = {"--job.config_file", config_file};
+  for (const std::string& override : overrides) arguments.push_back("--" + override);
+  const train::JobConfig config = train::parse_job_config(arguments);
+  const bench::PeakMeasurement peak = bench::measure_fp32_peak();
+  const bench::StepBenchmarkResult step = bench::benchmark_training_step(config, {.steps = steps});
+  fmt::print("dsv3_bench step: {} ({}), {} × {} tokens per step, fp32, {} thread(s)\n", config_file,
+             config.model.flavor, config.training.local_batch_size, config.training.seq_len, peak.threads);
+  fmt::print("fp32 peak (FMA loop)  {:9.1f} GFLOP/s\n", peak.gflops);
+  fmt::print("forward {:9.1f} ms   backward {:9.1f} ms   optimizer {:8.1f} ms   step {:9.1f} ms   (median of {})\n",
+             step.forward_seconds * 1e3, step.backward_seconds * 1e3, step.optimizer_seconds * 1e3,
+             step.step_seconds() * 1e3, steps);
+  fmt::print("{:.1f} tokens/s   {:.2f} GFLOP/s = {:.1f}% of peak   ({:.4f} GFLOP per token, causal)   loss {:.4f}\n",
+             step.tokens_per_second(), step.gflops(), 100.0 * step.gflops() / peak.gflops,
+             step.flops_per_token / 1e9, step.loss);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   bench::OpBenchmarkOptions options;
   std::string command;
-  po::options_description described("dsv3_bench ops: per-op throughput on the CPU reference backend");
+  std::string config_file;
+  std::vector<std::string> overrides;
+  int steps = 5;
+  po::options_description described("dsv3_bench ops: per-op throughput on the CPU reference backend; "
+                                    "dsv3_bench step: one training step of a run config");
   described.add_options()("help,h", "this help")(
       "tokens", po::value(&options.tokens)->default_value(options.tokens), "tokens (batch·seq) of the debug shapes")(
       "gemm-size", po::value(&options.gemm_size)->default_value(options.gemm_size), "side of the GEMM-bound shape")(
       "min-seconds", po::value(&options.min_seconds)->default_value(options.min_seconds),
-      "minimum time spent per op");
+      "minimum time spent per op")(
+      "config", po::value(&config_file), "step: the run config (TOML)")(
+      "steps", po::value(&steps)->default_value(steps), "step: timed steps (the median is reported)")(
+      "set", po::value(&overrides)->composing(), "step: a config override section.key=value (repeatable)");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command));
   po::options_description all;
@@ -78,10 +107,15 @@ int main(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), values);
     po::notify(values);
     if (values.count("help") || command.empty()) {
-      std::cout << "usage: dsv3_bench ops [options]\n" << described;
+      std::cout << "usage: dsv3_bench ops|step [options]\n" << described;
       return command.empty() && !values.count("help") ? 2 : 0;
     }
-    DSV3_CHECK(command == "ops", "dsv3_bench: unknown command '{}' (known: ops)", command);
+    DSV3_CHECK(command == "ops" || command == "step", "dsv3_bench: unknown command '{}' (known: ops, step)", command);
+    if (command == "step") {
+      DSV3_CHECK(!config_file.empty(), "dsv3_bench step: --config FILE is required");
+      DSV3_CHECK(steps > 0, "dsv3_bench step: --steps must be positive");
+      return run_step(config_file, overrides, steps);
+    }
     DSV3_CHECK(options.tokens > 0 && options.gemm_size > 0 && options.min_seconds >= 0,
                "dsv3_bench: --tokens and --gemm-size must be positive, --min-seconds non-negative");
     return run_ops(options);

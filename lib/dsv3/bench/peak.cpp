@@ -37,6 +37,9 @@ float fma_pass(float seed) {
   return sum;
 }
 
+// Every pass's checksum lands here, so the compiler cannot drop the passes as unused.
+volatile float g_pass_checksum_sink = 0.0f;
+
 }  // namespace
 
 PeakMeasurement measure_fp32_peak(double seconds) {
@@ -45,7 +48,6 @@ PeakMeasurement measure_fp32_peak(double seconds) {
   threads = omp_get_max_threads();
 #endif
   constexpr double kFlopsPerPass = 2.0 * 16 * kChains * kInnerIterations;
-  volatile float sink = 0.0f;  // keeps the passes from being optimised away
   double best = 0.0;
   Timer total;
   while (total.seconds() < seconds) {
@@ -57,7 +59,7 @@ PeakMeasurement measure_fp32_peak(double seconds) {
       for (int p = 0; p < 8; ++p) checksum += fma_pass(1.0f + static_cast<float>(p));
       passes += 8;
     }
-    sink = checksum;
+    g_pass_checksum_sink = checksum;
     best = std::max(best, static_cast<double>(passes) * kFlopsPerPass / timer.seconds() / 1e9);
   }
   return {best, threads};

@@ -1,0 +1,86 @@
+// dsv3_train: trains DeepSeek-V3 as a torchtitan-style TOML config and `--section.key=value` overrides say.
+//   mpiexec -n 2 dsv3_train --job.config_file inputs/debug_model.toml [--training.steps=20 ...]
+//   dsv3_train --help
+#include "dsv3/bench/peak.hpp"
+#include "dsv3/train/cpu_threads.hpp"
+#include "dsv3/train/job_config.hpp"
+#include "dsv3/train/trainer.hpp"
+
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace dsv3;
+
+namespace {
+
+// One device's peak for MFU: from the config, or measured on every rank at once, so that each rank sees the
+// cores shared as they are during training.
+train::DevicePeak device_peak(const train::JobConfig& config, int threads, MPI_Comm comm) {
+  if (config.metrics.peak_tflops > 0) return {config.metrics.peak_tflops, "metrics.peak_tflops"};
+  double gflops = bench::measure_fp32_peak().gflops;
+  int ranks = 1;
+  MPI_Comm_size(comm, &ranks);
+  MPI_Allreduce(MPI_IN_PLACE, &gflops, 1, MPI_DOUBLE, MPI_SUM, comm);
+  return {gflops / ranks / 1e3,
+          fmt::format("measured: fp32 FMA loop on {} thread(s) per rank, mean of {} rank(s)", threads, ranks)};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  const MPI_Comm world = MPI_COMM_WORLD;
+  int rank = 0;
+  int ranks = 1;
+  MPI_Comm_rank(world, &rank);
+  MPI_Comm_size(world, &ranks);
+  const std::vector<std::string> arguments(argv + 1, argv + argc);
+  if (std::any_of(arguments.begin(), arguments.end(),
+                  [](const std::string& a) { return a == "--help" || a == "-h"; })) {
+    if (rank == 0) {
+      fmt::print("usage: mpiexec -n N dsv3_train --job.config_file FILE.toml [--section.key=value ...]\n\n{}",
+                 train::job_config_help());
+    }
+    MPI_Finalize();
+    return 0;
+  }
+
+  // Setup: the config, the data and the model, with no collective inside, so a failure is reported once by the
+  // lowest failing rank and every rank exits cleanly.
+  std::optional<train::JobConfig> config;
+  std::optional<train::Trainer> trainer;
+  int threads = 1;
+  std::string setup_error;
+  try {
+    config = train::parse_job_config(arguments);
+    threads = train::configure_cpu_threads(world);
+    trainer.emplace(*config, world);
+  } catch (const std::exception& error) {
+    setup_error = error.what();
+  }
+  int first_failed_rank = setup_error.empty() ? ranks : rank;
+  MPI_Allreduce(MPI_IN_PLACE, &first_failed_rank, 1, MPI_INT, MPI_MIN, world);
+  if (first_failed_rank < ranks) {
+    if (rank == first_failed_rank) fmt::print(stderr, "dsv3_train: error on rank {}: {}\n", rank, setup_error);
+    MPI_Finalize();
+    return 1;
+  }
+
+  // Training: a rank that fails may leave the others inside a collective, so it aborts the whole job.
+  try {
+    trainer->train(device_peak(*config, threads, world));
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "dsv3_train: error on rank {}: {}\n", rank, error.what());
+    std::fflush(stderr);
+    MPI_Abort(world, 1);
+  }
+  MPI_Finalize();
+  return 0;
+}
