@@ -81,6 +81,8 @@ int main(int argc, char** argv) {
     std::fflush(stderr);
     MPI_Abort(world, 1);
   }
+  // Parallel HDF5 shuts itself down inside MPI_Finalize: the trainer's open datasets must be closed before.
+  trainer.reset();
   MPI_Finalize();
   return 0;
 }

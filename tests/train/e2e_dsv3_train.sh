@@ -26,6 +26,8 @@ metrics=("$work"/outputs/runs/*/metrics.jsonl)
 [ -f "${metrics[0]}" ] || fail "no metrics.jsonl under $work/outputs/runs"
 [ "$(grep -c '"kind": "train"' "${metrics[0]}")" -eq 3 ] || fail "metrics.jsonl lacks 3 training records"
 [ "$(grep -c '"kind": "run"' "${metrics[0]}")" -eq 1 ] || fail "metrics.jsonl lacks its run record"
+# A clean run prints nothing on stderr: no library diagnostics at exit (HDF5 closing handles after MPI_Finalize).
+[ ! -s "$work/stderr" ] || { cat "$work/stderr"; fail "a successful run wrote to stderr"; }
 
 if "${mpiexec[@]}" "$trainer" "${common[@]}" --training.steps=-1 >"$work/stdout" 2>"$work/stderr"; then
   fail "dsv3_train accepted training.steps = -1"
