@@ -137,8 +137,8 @@ void check_backward(const Inputs& in, Rng& rng, std::int64_t max_elements) {
                                    {.max_elements = max_elements}));
 }
 
-// Sequence lengths around the kernel's tiles (64 to 256 rows): single rows, odd lengths, several tiles with a
-// partial last one.
+// Sequence lengths around the kernel's tiles (64 rows up to S 512, 192 beyond): single rows, odd lengths, several
+// tiles with a partial last one.
 constexpr std::array<Extents, 6> kShapes{{
     {1, 1, 1, 3, 2},
     {1, 7, 2, 5, 3},
@@ -210,11 +210,13 @@ TEST_CASE("attention_backward: f64 gradient check of dq, dk, dv, causal and docu
 
 TEST_CASE("attention_backward: f64 gradient check across several tiles") {
   Rng rng(5);
-  const Extents e{1, 300, 1, 4, 3};
-  check_backward(random_inputs(e, DType::f64, rng), rng, 64);
-  Inputs documents = random_inputs(e, DType::f64, rng);
-  use_documents(documents, packed_documents(e.batch, e.seq, {70, 1, 150}));
-  check_backward(documents, rng, 64);
+  for (const Extents& e : {Extents{1, 300, 1, 4, 3}, Extents{1, 600, 1, 4, 3}}) {  // both tile sizes
+    CAPTURE(e.seq);
+    check_backward(random_inputs(e, DType::f64, rng), rng, 64);
+    Inputs documents = random_inputs(e, DType::f64, rng);
+    use_documents(documents, packed_documents(e.batch, e.seq, {70, 1, 150}));
+    check_backward(documents, rng, 64);
+  }
 }
 
 TEST_CASE("attention_backward in f32 matches f64 on the same data") {

@@ -4,6 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 using namespace dsv3;
 using namespace dsv3::testing;
 
@@ -37,6 +41,23 @@ Tensor offsets_of(const std::vector<std::int64_t>& counts) {
   }
   return offsets;
 }
+
+// Runs the ops of its scope on `threads` OpenMP threads: ctest runs every test with OMP_NUM_THREADS=1, and the
+// products cut their work into panels only when there is more than one.
+class OpenMpThreads {
+ public:
+#ifdef _OPENMP
+  explicit OpenMpThreads(int threads) : saved_(omp_get_max_threads()) { omp_set_num_threads(threads); }
+  ~OpenMpThreads() { omp_set_num_threads(saved_); }
+#else
+  explicit OpenMpThreads(int) {}
+#endif
+  OpenMpThreads(const OpenMpThreads&) = delete;
+  OpenMpThreads& operator=(const OpenMpThreads&) = delete;
+
+ private:
+  [[maybe_unused]] int saved_ = 1;
+};
 
 }  // namespace
 
@@ -181,4 +202,62 @@ TEST_CASE("matmul ops reject bad shapes, dtypes and offsets with the op and shap
                        doctest::Contains("offsets run from 0 to 3, expected 0 to 4"), dsv3::Error);
   CHECK_THROWS_WITH_AS(ops::grouped_linear_forward(y, x, w, offsets_of({1, 2, 1})),
                        doctest::Contains("offsets is i64[4]@cpu, expected shape [3]"), dsv3::Error);
+}
+
+TEST_CASE("matmul, linear_backward and grouped_linear cut across threads match the definition and repeat bit for bit") {
+  const OpenMpThreads threads(3);
+  Rng rng(6);
+  // Products large enough to be cut: by rows (n ≤ m) and by columns, with panels that do not divide evenly.
+  for (auto [m, k, n] : {std::array<std::int64_t, 3>{300, 80, 130}, {70, 200, 400}}) {
+    for (bool ta : {false, true}) {
+      for (bool tb : {false, true}) {
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(ta);
+        CAPTURE(tb);
+        const Tensor a = random_uniform(ta ? Shape{k, m} : Shape{m, k}, DType::f32, rng);
+        const Tensor b = random_uniform(tb ? Shape{n, k} : Shape{k, n}, DType::f32, rng);
+        const Tensor c = Tensor::empty(Shape{m, n}, DType::f32);
+        const Tensor again = Tensor::empty(Shape{m, n}, DType::f32);
+        ops::matmul(c, a, b, {.transpose_a = ta, .transpose_b = tb});
+        ops::matmul(again, a, b, {.transpose_a = ta, .transpose_b = tb});
+        DSV3_CHECK_CLOSE(compare(c, naive_matmul(a, b, ta, tb), 2e-5, 2e-5));
+        CHECK(to_vector(c) == to_vector(again));
+      }
+    }
+  }
+
+  // linear_backward runs dx and dw at once, one on part of the threads and one on the rest.
+  const Tensor x_dense = random_uniform(Shape{300, 80}, DType::f64, rng);
+  const Tensor w_dense = random_uniform(Shape{130, 80}, DType::f64, rng);
+  const Tensor dy_dense = random_uniform(Shape{300, 130}, DType::f64, rng);
+  const Tensor dx_dense = Tensor::empty(x_dense.shape(), DType::f64);
+  const Tensor dw_dense = Tensor::zeros(w_dense.shape(), DType::f64);
+  ops::linear_backward(dx_dense, dw_dense, dy_dense, x_dense, w_dense);
+  DSV3_CHECK_CLOSE(compare(dx_dense, naive_matmul(dy_dense, w_dense, false, false), 1e-12, 1e-12));
+  DSV3_CHECK_CLOSE(compare(dw_dense, naive_matmul(dy_dense, x_dense, true, false), 1e-12, 1e-12));
+
+  // Experts with no, few and many rows: the large ones are cut into several panels.
+  const Tensor offsets = offsets_of({0, 5, 300, 64, 130});
+  const std::int64_t tokens = 499, in = 40, out = 48, experts = 5;
+  const Tensor x = random_uniform(Shape{tokens, in}, DType::f64, rng);
+  const Tensor w = random_uniform(Shape{experts, out, in}, DType::f64, rng);
+  const Tensor y = Tensor::empty(Shape{tokens, out}, DType::f64);
+  ops::grouped_linear_forward(y, x, w, offsets);
+  const Tensor dy = random_uniform(y.shape(), DType::f64, rng);
+  const Tensor dx = Tensor::empty(x.shape(), DType::f64);
+  const Tensor dw = random_uniform(w.shape(), DType::f64, rng);
+  const Tensor dw_initial = dw.clone();
+  ops::grouped_linear_backward(dx, dw, dy, x, w, offsets);
+  for (std::int64_t e = 0; e < experts; ++e) {
+    CAPTURE(e);
+    const std::int64_t begin = offsets.data<std::int64_t>()[e], end = offsets.data<std::int64_t>()[e + 1];
+    const Tensor dw_expected = naive_matmul(dy.rows(begin, end), x.rows(begin, end), true, false);
+    const double* initial = dw_initial[e].data<double>();  // dw accumulates
+    for (std::int64_t i = 0; i < dw_expected.numel(); ++i) dw_expected.data<double>()[i] += initial[i];
+    DSV3_CHECK_CLOSE(compare(dw[e], dw_expected, 1e-12, 1e-12));
+    if (begin == end) continue;
+    DSV3_CHECK_CLOSE(compare(y.rows(begin, end), naive_matmul(x.rows(begin, end), w[e], false, true), 1e-12, 1e-12));
+    DSV3_CHECK_CLOSE(compare(dx.rows(begin, end), naive_matmul(dy.rows(begin, end), w[e], false, false), 1e-12, 1e-12));
+  }
 }

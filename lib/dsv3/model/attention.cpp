@@ -67,8 +67,12 @@ void copy_head_columns(const Tensor& dst, std::int64_t dst_column, const Tensor&
       for (std::int64_t h = 0; h < heads; ++h) {
         const T* in = from + (t * src_heads + std::min(h, src_heads - 1)) * src_row + src_column;
         T* out = to + (t * dst_heads + std::min(h, dst_heads - 1)) * dst_row + dst_column;
-        const bool accumulate = sum_over_heads && h > 0;
-        for (std::int64_t i = 0; i < width; ++i) out[i] = accumulate ? out[i] + in[i] : in[i];
+        if (sum_over_heads && h > 0) {
+#pragma omp simd
+          for (std::int64_t i = 0; i < width; ++i) out[i] += in[i];
+        } else {
+          std::copy_n(in, width, out);
+        }
       }
     }
   });

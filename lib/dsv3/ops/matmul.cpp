@@ -93,8 +93,7 @@ void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const
   expect_same_dtype(op, {&x, &w, &dw, &dy, &dx});
   expect_same_device(op, {&x, &w, &dw, &dy, &dx});
   if (x.device() != Device::cpu) unsupported_device(op, x.device());
-  if (dx.defined()) cpu::matmul(as_matrix(dx), as_matrix(dy), w, {});
-  cpu::matmul(dw, as_matrix(dy), as_matrix(x), {.transpose_a = true, .beta = 1.0});
+  cpu::linear_backward(dx, dw, dy, x, w);
 }
 
 void grouped_linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& offsets, Stream) {

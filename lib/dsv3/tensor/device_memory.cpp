@@ -4,7 +4,12 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #ifdef DSV3_HAVE_CUDA
 #include "dsv3/ops/cuda/runtime.hpp"
@@ -22,9 +27,30 @@ namespace {
 }  // namespace
 #endif
 
+namespace {
+
+// Activations and backward scratch come and go every step, megabytes at a time. By default glibc serves blocks
+// that large with mmap and trims the heap top beyond 2× that threshold, so each step faulted its pages in afresh
+// (measured on the debug model: 66k page faults, 260 MB zeroed by the kernel per step, ~5% of its time).
+// Serving blocks up to glibc's largest mmap threshold (32 MB) from a heap that is never trimmed reuses the
+// same pages step after step.
+void keep_freed_host_memory() {
+#ifdef __GLIBC__
+  static const bool once = [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+    return true;
+  }();
+  (void)once;
+#endif
+}
+
+}  // namespace
+
 void* device_allocate(Device device, std::size_t bytes) {
   if (bytes == 0) bytes = 1;  // a valid, unique pointer even for empty tensors
   if (device == Device::cpu) {
+    keep_freed_host_memory();
     const std::size_t rounded = (bytes + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
     void* pointer = std::aligned_alloc(kHostAlignment, rounded);
     if (pointer == nullptr) fail("device_allocate: out of host memory allocating {} bytes", bytes);

@@ -10,9 +10,9 @@
 
 #include "dsv3/ops/cpu/blas.hpp"
 #include "dsv3/ops/cpu/dispatch.hpp"
+#include "dsv3/ops/cpu/vector_math.hpp"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -22,12 +22,15 @@ namespace dsv3::ops::cpu {
 
 namespace {
 
-// Queries × keys per tile. At the benchmark shape (S 2048, H 16, Dqk 192, Dv 128, causal, f32, 2 cores, AVX-512
-// OpenBLAS kernels) fwd+bwd measured 198 GFLOP/s at 192×192, 201 at 256×256, 184 at 256×128, 181 at 128×128:
-// larger tiles spread BLAS's packing of each block over more flops. 192 matches 256 while wasting less on the
-// half-masked diagonal tiles and skipping more of a document mask.
-constexpr int kQueryBlock = 192;
-constexpr int kKeyBlock = 192;
+// Queries × keys per tile (square tiles). Long sequences: at the benchmark shape (S 2048, H 16, Dqk 192, Dv 128,
+// causal, f32, 2 cores, AVX-512 OpenBLAS kernels) fwd+bwd measured 198 GFLOP/s at 192×192, 201 at 256×256, 184
+// at 256×128, 181 at 128×128: larger tiles spread BLAS's packing of each block over more flops, and 192 wastes
+// less than 256 on the half-masked diagonal tiles. Short sequences: the diagonal tiles dominate, and at S 256
+// (the debug model's benchmark, B 4) 64×64 tiles compute 1.25× the causal pairs where 192×192 compute 1.6×;
+// measured fwd+bwd on 2 threads 102 GFLOP/s at 64 against 78–97 at 192.
+constexpr int kLongSequenceBlock = 192;
+constexpr int kShortSequenceBlock = 64;
+constexpr int kShortSequence = 512;
 
 // Extents of one call; rows of one head are heads·dim elements apart in every [B, S, H, dim] tensor.
 struct Extents {
@@ -39,47 +42,13 @@ struct Extents {
   std::int64_t head_offset(std::int64_t b, int h, int dim) const {
     return (b * seq * heads + h) * static_cast<std::int64_t>(dim);
   }
+  // Queries (and keys) per tile; also the leading dimension of the score tiles.
+  int block() const { return seq <= kShortSequence ? kShortSequenceBlock : kLongSequenceBlock; }
 };
 
 // Queries [q0, q0 + qn) × keys [k0, k0 + kn).
 struct Tile {
   int q0, qn, k0, kn;
-};
-
-// exp for the softmax, 0 for −inf (a hidden pair). float: Cephes' expf polynomial (about 1 ulp), written so
-// that GCC vectorises it, which it does not for std::exp without -ffast-math; inputs below −87 give 0 instead
-// of a denormal. double (the gradient-check type): std::exp, accuracy before speed.
-inline float softmax_exp(float x) {
-  const float clamped = std::clamp(x, -87.0f, 88.0f);
-  // x = n·ln2 + r with integer n and |r| ≤ ln2/2; adding and subtracting 1.5·2²³ rounds to the nearest integer.
-  constexpr float kRound = 12582912.0f;
-  const float n = (clamped * 1.44269504088896341f + kRound) - kRound;
-  const float r = std::fma(n, 2.12194440e-4f, std::fma(n, -0.693359375f, clamped));  // ln2 in two parts
-  float p = 1.9875691500e-4f;
-  p = std::fma(p, r, 1.3981999507e-3f);
-  p = std::fma(p, r, 8.3334519073e-3f);
-  p = std::fma(p, r, 4.1665795894e-2f);
-  p = std::fma(p, r, 1.6666665459e-1f);
-  p = std::fma(p, r, 5.0000001201e-1f);
-  const float exp_r = std::fma(p, r * r, r + 1.0f);
-  const float two_to_n = std::bit_cast<float>((static_cast<std::int32_t>(n) + 127) << 23);
-  return x < -87.0f ? 0.0f : exp_r * two_to_n;
-}
-
-inline double softmax_exp(double x) { return std::exp(x); }
-
-// OpenBLAS's pthread build (Debian's) runs each product on its own thread pool; called from several OpenMP
-// threads at once, those pools fight over the cores (measured: forward 20× slower on 2 cores). The kernels
-// parallelise over tiles with OpenMP instead and hold OpenBLAS to one thread while they run.
-class SerialBlas {
- public:
-  SerialBlas() : saved_threads_(openblas_get_num_threads()) { openblas_set_num_threads(1); }
-  ~SerialBlas() { openblas_set_num_threads(saved_threads_); }
-  SerialBlas(const SerialBlas&) = delete;
-  SerialBlas& operator=(const SerialBlas&) = delete;
-
- private:
-  int saved_threads_;
 };
 
 // Whether query i may see key j.
@@ -104,7 +73,7 @@ TileMask classify(const Tile& tile, const std::int32_t* documents) {
   return below_diagonal && one_document ? TileMask::visible : TileMask::partial;
 }
 
-// scores[i, j] = scale · q[q0 + i] · k[k0 + j] (ld kKeyBlock), −inf where the mask hides the pair.
+// scores[i, j] = scale · q[q0 + i] · k[k0 + j] (ld extents.block()), −inf where the mask hides the pair.
 // Returns false, computing nothing, when the mask hides the whole tile.
 template <class T>
 bool score_tile(T* scores, const T* q_head, const T* k_head, const Tile& tile, const Extents& extents, T scale,
@@ -113,12 +82,12 @@ bool score_tile(T* scores, const T* q_head, const T* k_head, const Tile& tile, c
   if (mask == TileMask::hidden) return false;
   const int stride = extents.qk_stride();
   gemm(false, true, tile.qn, tile.kn, extents.qk_dim, scale, q_head + static_cast<std::int64_t>(tile.q0) * stride,
-       stride, k_head + static_cast<std::int64_t>(tile.k0) * stride, stride, T{0}, scores, kKeyBlock);
+       stride, k_head + static_cast<std::int64_t>(tile.k0) * stride, stride, T{0}, scores, extents.block());
   if (mask == TileMask::partial) {
     for (int i = 0; i < tile.qn; ++i) {
       for (int j = 0; j < tile.kn; ++j) {
         if (!visible(tile.q0 + i, tile.k0 + j, documents)) {
-          scores[i * kKeyBlock + j] = -std::numeric_limits<T>::infinity();
+          scores[i * extents.block() + j] = -std::numeric_limits<T>::infinity();
         }
       }
     }
@@ -140,10 +109,10 @@ void online_softmax_row(T* scores, int n, T& running_max, T& running_sum, T* acc
   T tile_sum = 0;
 #pragma omp simd reduction(+ : tile_sum)
   for (int j = 0; j < n; ++j) {
-    scores[j] = softmax_exp(scores[j] - shift);
+    scores[j] = vector_exp(scores[j] - shift);
     tile_sum += scores[j];
   }
-  const T rescale = softmax_exp(running_max - shift);
+  const T rescale = vector_exp(running_max - shift);
   running_max = new_max;
   running_sum = running_sum * rescale + tile_sum;
   if (rescale == T{1}) return;
@@ -154,19 +123,20 @@ void online_softmax_row(T* scores, int n, T& running_max, T& running_sum, T* acc
 template <class T>
 void forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
              const std::int32_t* document_ids, const Extents& e, T scale) {
-  const int query_blocks = (e.seq + kQueryBlock - 1) / kQueryBlock;
+  const int block = e.block();
+  const int query_blocks = (e.seq + block - 1) / block;
   const std::int64_t heads_total = static_cast<std::int64_t>(e.batch) * e.heads;
   const int v_stride = e.v_stride();
 #pragma omp parallel
   {
-    std::vector<T> scores(kQueryBlock * kKeyBlock), accumulator(kQueryBlock * e.v_dim);
-    std::vector<T> running_max(kQueryBlock), running_sum(kQueryBlock);
+    std::vector<T> scores(block * block), accumulator(block * e.v_dim);
+    std::vector<T> running_max(block), running_sum(block);
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t unit = 0; unit < query_blocks * heads_total; ++unit) {
       // Last query blocks first: under a causal mask they see the most keys, and dynamic scheduling balances
       // best when the large pieces go first.
-      const int q0 = static_cast<int>(query_blocks - 1 - unit / heads_total) * kQueryBlock;
-      const int qn = std::min(kQueryBlock, e.seq - q0);
+      const int q0 = static_cast<int>(query_blocks - 1 - unit / heads_total) * block;
+      const int qn = std::min(block, e.seq - q0);
       const std::int64_t b = unit % heads_total / e.heads;
       const int h = static_cast<int>(unit % e.heads);
       const T* q_head = q.data<T>() + e.head_offset(b, h, e.qk_dim);
@@ -177,15 +147,15 @@ void forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor
       std::fill_n(running_max.begin(), qn, -std::numeric_limits<T>::infinity());
       std::fill_n(running_sum.begin(), qn, T{0});
       std::fill_n(accumulator.begin(), qn * e.v_dim, T{0});
-      for (int k0 = 0; k0 < q0 + qn; k0 += kKeyBlock) {  // keys after the block's last query are hidden
-        const Tile tile{q0, qn, k0, std::min(kKeyBlock, e.seq - k0)};
+      for (int k0 = 0; k0 < q0 + qn; k0 += block) {  // keys after the block's last query are hidden
+        const Tile tile{q0, qn, k0, std::min(block, e.seq - k0)};
         if (!score_tile(scores.data(), q_head, k_head, tile, e, scale, documents)) continue;
         for (int i = 0; i < qn; ++i) {
-          online_softmax_row(scores.data() + i * kKeyBlock, tile.kn, running_max[i], running_sum[i],
+          online_softmax_row(scores.data() + i * block, tile.kn, running_max[i], running_sum[i],
                              accumulator.data() + i * e.v_dim, e.v_dim);
         }
         // accumulator += P · v[keys]
-        gemm(false, false, qn, e.v_dim, tile.kn, T{1}, scores.data(), kKeyBlock,
+        gemm(false, false, qn, e.v_dim, tile.kn, T{1}, scores.data(), block,
              v_head + static_cast<std::int64_t>(k0) * v_stride, v_stride, T{1}, accumulator.data(), e.v_dim);
       }
 
@@ -211,12 +181,14 @@ void backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor
               const std::int32_t* document_ids, const Extents& e, T scale) {
   const std::int64_t heads_total = static_cast<std::int64_t>(e.batch) * e.heads;
   const int qk_stride = e.qk_stride(), v_stride = e.v_stride();
+  const int block = e.block();
 #pragma omp parallel
   {
-    std::vector<T> probs(kQueryBlock * kKeyBlock), dprobs(kQueryBlock * kKeyBlock);
-    std::vector<T> dk_block(kKeyBlock * e.qk_dim), dv_block(kKeyBlock * e.v_dim), delta(e.seq);
-    // One (batch, head) per thread: its rows of dq, dk and dv are written by that thread alone.
-#pragma omp for schedule(static)
+    std::vector<T> probs(block * block), dprobs(block * block);
+    std::vector<T> dk_block(block * e.qk_dim), dv_block(block * e.v_dim), delta(e.seq);
+    // One (batch, head) per thread: its rows of dq, dk and dv are written by that thread alone. Dynamic: a core
+    // slowed by other work (shared machines) hands heads to the others instead of holding up the barrier.
+#pragma omp for schedule(dynamic, 1)
     for (std::int64_t bh = 0; bh < heads_total; ++bh) {
       const std::int64_t b = bh / e.heads;
       const int h = static_cast<int>(bh % e.heads);
@@ -242,40 +214,40 @@ void backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor
         std::fill_n(dq_head + static_cast<std::int64_t>(i) * qk_stride, e.qk_dim, T{0});
       }
 
-      for (int k0 = 0; k0 < e.seq; k0 += kKeyBlock) {
-        const int kn = std::min(kKeyBlock, e.seq - k0);
+      for (int k0 = 0; k0 < e.seq; k0 += block) {
+        const int kn = std::min(block, e.seq - k0);
         std::fill_n(dk_block.begin(), kn * e.qk_dim, T{0});
         std::fill_n(dv_block.begin(), kn * e.v_dim, T{0});
-        // Queries before k0 cannot see the block: start at the query block that holds query k0.
-        for (int q0 = k0 / kQueryBlock * kQueryBlock; q0 < e.seq; q0 += kQueryBlock) {
-          const Tile tile{q0, std::min(kQueryBlock, e.seq - q0), k0, kn};
+        // Queries before k0 cannot see the block: with square tiles, start at the query block that begins at k0.
+        for (int q0 = k0; q0 < e.seq; q0 += block) {
+          const Tile tile{q0, std::min(block, e.seq - q0), k0, kn};
           if (!score_tile(probs.data(), q_head, k_head, tile, e, scale, documents)) continue;
           const T* q_rows = q_head + static_cast<std::int64_t>(q0) * qk_stride;
           const T* dout_rows = dout_head + static_cast<std::int64_t>(q0) * v_stride;
           for (int i = 0; i < tile.qn; ++i) {
-            T* row = probs.data() + i * kKeyBlock;
+            T* row = probs.data() + i * block;
             const T row_lse = lse_head[q0 + i];
 #pragma omp simd
-            for (int j = 0; j < kn; ++j) row[j] = softmax_exp(row[j] - row_lse);
+            for (int j = 0; j < kn; ++j) row[j] = vector_exp(row[j] - row_lse);
           }
           // dv[keys] += Pᵀ · dout[queries]
-          gemm(true, false, kn, e.v_dim, tile.qn, T{1}, probs.data(), kKeyBlock, dout_rows, v_stride, T{1},
+          gemm(true, false, kn, e.v_dim, tile.qn, T{1}, probs.data(), block, dout_rows, v_stride, T{1},
                dv_block.data(), e.v_dim);
           // dP = dout[queries] · v[keys]ᵀ
           gemm(false, true, tile.qn, kn, e.v_dim, T{1}, dout_rows, v_stride,
-               v_head + static_cast<std::int64_t>(k0) * v_stride, v_stride, T{0}, dprobs.data(), kKeyBlock);
+               v_head + static_cast<std::int64_t>(k0) * v_stride, v_stride, T{0}, dprobs.data(), block);
           // dS = P ⊙ (dP − delta), in place of dP
           for (int i = 0; i < tile.qn; ++i) {
-            const T* p_row = probs.data() + i * kKeyBlock;
-            T* ds_row = dprobs.data() + i * kKeyBlock;
+            const T* p_row = probs.data() + i * block;
+            T* ds_row = dprobs.data() + i * block;
             const T row_delta = delta[q0 + i];
 #pragma omp simd
             for (int j = 0; j < kn; ++j) ds_row[j] = p_row[j] * (ds_row[j] - row_delta);
           }
           // scores = scale · q·kᵀ: dk[keys] += scale · dSᵀ · q[queries], dq[queries] += scale · dS · k[keys]
-          gemm(true, false, kn, e.qk_dim, tile.qn, scale, dprobs.data(), kKeyBlock, q_rows, qk_stride, T{1},
+          gemm(true, false, kn, e.qk_dim, tile.qn, scale, dprobs.data(), block, q_rows, qk_stride, T{1},
                dk_block.data(), e.qk_dim);
-          gemm(false, false, tile.qn, e.qk_dim, kn, scale, dprobs.data(), kKeyBlock,
+          gemm(false, false, tile.qn, e.qk_dim, kn, scale, dprobs.data(), block,
                k_head + static_cast<std::int64_t>(k0) * qk_stride, qk_stride, T{1},
                dq_head + static_cast<std::int64_t>(q0) * qk_stride, qk_stride);
         }
@@ -302,7 +274,7 @@ const std::int32_t* documents_of(const Tensor& document_ids, const AttentionOpti
 
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& document_ids, const AttentionOptions& options) {
-  const SerialBlas serial_blas;
+  use_serial_blas();  // the kernels parallelise over tiles and call BLAS inside their region
   with_float_type(q.dtype(), "attention_forward", [&]<class T>() {
     forward<T>(out, lse, q, k, v, documents_of(document_ids, options), extents_of(q, v),
                static_cast<T>(options.scale));
@@ -312,7 +284,7 @@ void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, co
 void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
                         const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
                         const Tensor& document_ids, const AttentionOptions& options) {
-  const SerialBlas serial_blas;
+  use_serial_blas();
   with_float_type(q.dtype(), "attention_backward", [&]<class T>() {
     backward<T>(dq, dk, dv, dout, q, k, v, out, lse, documents_of(document_ids, options), extents_of(q, v),
                 static_cast<T>(options.scale));
