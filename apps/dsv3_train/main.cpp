@@ -3,6 +3,7 @@
 //   dsv3_train --help
 #include "dsv3/bench/peak.hpp"
 #include "dsv3/train/cpu_threads.hpp"
+#include "dsv3/train/job_errors.hpp"
 #include "dsv3/train/job_config.hpp"
 #include "dsv3/train/trainer.hpp"
 
@@ -11,7 +12,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <exception>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,9 +38,7 @@ int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   const MPI_Comm world = MPI_COMM_WORLD;
   int rank = 0;
-  int ranks = 1;
   MPI_Comm_rank(world, &rank);
-  MPI_Comm_size(world, &ranks);
   const std::vector<std::string> arguments(argv + 1, argv + argc);
   if (std::any_of(arguments.begin(), arguments.end(),
                   [](const std::string& a) { return a == "--help" || a == "-h"; })) {
@@ -52,35 +50,26 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Setup: the config, the data and the model, with no collective inside, so a failure is reported once by the
-  // lowest failing rank and every rank exits cleanly.
+  // Setup, in two rounds that each end with the ranks agreeing on success: first what every rank does alone
+  // (reading the config), then what starts with collectives (thread placement, the config compared across ranks,
+  // the process grid) before the data and the model. A failure on any rank is printed once, by the lowest failing
+  // rank, and every rank exits with status 1.
   std::optional<train::JobConfig> config;
   std::optional<train::Trainer> trainer;
   int threads = 1;
-  std::string setup_error;
-  try {
-    config = train::parse_job_config(arguments);
-    threads = train::configure_cpu_threads(world);
-    trainer.emplace(*config, world);
-  } catch (const std::exception& error) {
-    setup_error = error.what();
-  }
-  int first_failed_rank = setup_error.empty() ? ranks : rank;
-  MPI_Allreduce(MPI_IN_PLACE, &first_failed_rank, 1, MPI_INT, MPI_MIN, world);
-  if (first_failed_rank < ranks) {
-    if (rank == first_failed_rank) fmt::print(stderr, "dsv3_train: error on rank {}: {}\n", rank, setup_error);
+  const bool ready = train::run_setup(world, "dsv3_train", [&] { config = train::parse_job_config(arguments); }) &&
+                     train::run_setup(world, "dsv3_train", [&] {
+                       threads = train::configure_cpu_threads(world);
+                       trainer.emplace(*config, world);
+                     });
+  if (!ready) {
+    trainer.reset();
     MPI_Finalize();
     return 1;
   }
 
   // Training: a rank that fails may leave the others inside a collective, so it aborts the whole job.
-  try {
-    trainer->train(device_peak(*config, threads, world));
-  } catch (const std::exception& error) {
-    fmt::print(stderr, "dsv3_train: error on rank {}: {}\n", rank, error.what());
-    std::fflush(stderr);
-    MPI_Abort(world, 1);
-  }
+  train::run_or_abort(world, "dsv3_train", [&] { trainer->train(device_peak(*config, threads, world)); });
   // Parallel HDF5 shuts itself down inside MPI_Finalize: the trainer's open datasets must be closed before.
   trainer.reset();
   MPI_Finalize();

@@ -25,7 +25,7 @@ std::vector<train::StepResult> run_steps(Trainer& trainer, int steps) {
 }
 
 double grad_norm(Trainer& trainer) {
-  const Tensor& grads = trainer.model().parameters().flat_grads();
+  const Tensor& grads = trainer.data_parallel().grads();
   return ops::global_l2_norm(std::span(&grads, 1));
 }
 

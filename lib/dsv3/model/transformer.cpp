@@ -10,6 +10,7 @@
 #include "dsv3/ops/norm.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,7 +18,10 @@ namespace dsv3::model {
 
 struct Transformer::State {
   ModelArgs args;
-  ParameterStore parameters;
+  std::optional<ParameterStore> parameters;  // empty when the weights are bound to external storage
+  DType dtype;
+  Device device;
+  UnitHooks* hooks = nullptr;
   ModelWeights weights;
   ModelWeights grads;                     // the same views over the gradient arena
   std::vector<Tensor> expert_biases;      // per layer: f32 [E] on the model's device; undefined for dense layers
@@ -30,10 +34,24 @@ struct Transformer::State {
   Tensor d_normed;    // [T, D]: gradient of a norm output (the input of a branch)
   Tensor d_branch;    // [T, D]: a branch's share of d_residual
 
-  State(const ModelArgs& model_args, DType dtype, Device device)
-      : args(model_args), parameters(parameter_specs(model_args), dtype, device) {
-    weights = bind_weights(args, [&](const std::string& name) { return parameters.param(name); });
-    grads = bind_weights(args, [&](const std::string& name) { return parameters.grad(name); });
+  State(const ModelArgs& model_args, DType dtype_, Device device_)
+      : args(model_args),
+        parameters(std::in_place, parameter_specs(model_args), dtype_, device_),
+        dtype(dtype_),
+        device(device_) {
+    weights = bind_weights(args, [&](const std::string& name) { return parameters->param(name); });
+    grads = bind_weights(args, [&](const std::string& name) { return parameters->grad(name); });
+    allocate_model_state();
+  }
+  State(const ModelArgs& model_args, const ExternalParameters& external, DType dtype_, Device device_)
+      : args(model_args), dtype(dtype_), device(device_) {
+    weights = bind_weights(args, external.params);
+    grads = bind_weights(args, external.grads);
+    allocate_model_state();
+  }
+
+  // Expert biases, token counts and rope tables: what the model holds besides its parameters.
+  void allocate_model_state() {
     expert_biases.resize(static_cast<std::size_t>(args.n_layers));
     tokens_per_expert.resize(static_cast<std::size_t>(args.n_layers));
     for (std::int64_t layer = 0; layer < args.n_layers; ++layer) {
@@ -47,10 +65,8 @@ struct Transformer::State {
     rope_sin = tables.rope_sin;
   }
 
-  DType dtype() const { return parameters.flat_params().dtype(); }
-  Device device() const { return parameters.flat_params().device(); }
   // An activation or scratch tensor of the model's dtype and device, (re)allocated only when its shape changes.
-  const Tensor& ensure(Tensor& slot, const Shape& shape) const { return ensure_tensor(slot, shape, dtype(), device()); }
+  const Tensor& ensure(Tensor& slot, const Shape& shape) const { return ensure_tensor(slot, shape, dtype, device); }
 };
 
 namespace {
@@ -117,8 +133,18 @@ Transformer::Transformer(const ModelArgs& args, DType dtype, Device device) {
   state_ = std::make_shared<State>(args, dtype, device);
 }
 
+Transformer::Transformer(const ModelArgs& args, const ExternalParameters& external, DType dtype, Device device) {
+  validate(args);
+  state_ = std::make_shared<State>(args, external, dtype, device);
+}
+
 const ModelArgs& Transformer::args() const { return state_->args; }
-ParameterStore& Transformer::parameters() { return state_->parameters; }
+ParameterStore& Transformer::parameters() {
+  DSV3_CHECK(state_->parameters.has_value(),
+             "Transformer::parameters: this model's parameters are held outside it (data-parallel shards)");
+  return *state_->parameters;
+}
+void Transformer::set_unit_hooks(UnitHooks* hooks) { state_->hooks = hooks; }
 const ModelWeights& Transformer::weights() const { return state_->weights; }
 const ModelWeights& Transformer::grads() const { return state_->grads; }
 const std::vector<Tensor>& Transformer::expert_biases() const { return state_->expert_biases; }
@@ -139,16 +165,21 @@ ForwardResult Transformer::forward(ModelRecord& record, const Tensor& inputs, co
                                    const Tensor& document_ids, const TrainingOptions& options) {
   State& s = *state_;
   const ModelArgs& args = s.args;
-  prepare_batch(record, args, inputs, labels, document_ids, s.rope_cos, s.rope_sin, s.device());
+  prepare_batch(record, args, inputs, labels, document_ids, s.rope_cos, s.rope_sin, s.device);
   const BatchContext& batch = record.batch;
   const std::int64_t tokens = batch.tokens();
   const auto activation = [&](Tensor& slot, const Shape& shape) -> const Tensor& { return s.ensure(slot, shape); };
   const Shape hidden{tokens, args.dim};
 
+  const std::int64_t head_unit = unit_count(args) - 1;
   ForwardResult result;
+  if (s.hooks) s.hooks->before_forward(0);
   ops::embedding_forward(activation(record.embedded, hidden), s.weights.tok_embeddings, record.inputs);
+  if (s.hooks) s.hooks->after_forward(0);
   record.layers.resize(static_cast<std::size_t>(args.n_layers));
   for (std::size_t layer = 0; layer < record.layers.size(); ++layer) {
+    const auto unit = static_cast<std::int64_t>(layer) + 1;
+    if (s.hooks) s.hooks->before_forward(unit);
     BlockRecord& block = record.layers[layer];
     const BlockWeights& w = s.weights.layers[layer];
     const Tensor& x = block_input(record, layer);  // [T, D]
@@ -169,14 +200,17 @@ ForwardResult Transformer::forward(ModelRecord& record, const Tensor& inputs, co
       feed_forward_forward(out, block.feed_forward, block.ffn_norm_out, w.feed_forward);
     }
     ops::add(out, out, h);
+    if (s.hooks) s.hooks->after_forward(unit);
   }
 
+  if (s.hooks) s.hooks->before_forward(head_unit);
   const Tensor& top = block_input(record, record.layers.size());  // [T, D]
   ops::rmsnorm_forward(activation(record.norm_out, hidden), activation(record.norm_rstd, {tokens}), top, s.weights.norm,
                        args.norm_eps);
   ops::linear_forward(activation(record.logits, {tokens, args.vocab_size}), record.norm_out, s.weights.output);
-  const Tensor loss = Tensor::empty(Shape{}, s.dtype(), s.device());  // rank 0: Σ over valid targets
+  const Tensor loss = Tensor::empty(Shape{}, s.dtype, s.device);  // rank 0: Σ over valid targets
   ops::cross_entropy_forward(loss, activation(record.lse, {tokens}), record.logits, record.labels);
+  if (s.hooks) s.hooks->after_forward(head_unit);
   result.loss_sum = scalar_value(loss);
   result.valid_targets = ops::count_valid_targets(labels.device() == Device::cpu ? labels : labels.to(Device::cpu));
   return result;
@@ -197,13 +231,18 @@ void Transformer::backward(ModelRecord& record, double loss_scale, double balanc
   const Tensor& d_branch = s.ensure(s.d_branch, hidden);
 
   // Head: loss_scale · Σ cross-entropy → logits → final norm → the top block's output.
+  const std::int64_t head_unit = unit_count(args) - 1;
+  if (s.hooks) s.hooks->before_backward(head_unit);
   ops::cross_entropy_backward(dlogits, record.logits, record.lse, record.labels, loss_scale);
   ops::linear_backward(d_normed, s.grads.output, dlogits, record.norm_out, s.weights.output);
   ops::rmsnorm_backward(d_residual, s.grads.norm, d_normed, block_input(record, record.layers.size()), s.weights.norm,
                         record.norm_rstd);
+  if (s.hooks) s.hooks->after_backward(head_unit);
 
   // Blocks top down. d_residual enters as d(out) and leaves as d(x): each branch adds its share through its norm.
   for (std::size_t layer = record.layers.size(); layer-- > 0;) {
+    const auto unit = static_cast<std::int64_t>(layer) + 1;
+    if (s.hooks) s.hooks->before_backward(unit);
     const BlockRecord& block = record.layers[layer];
     const BlockWeights& w = s.weights.layers[layer];
     const BlockWeights& g = s.grads.layers[layer];
@@ -221,8 +260,11 @@ void Transformer::backward(ModelRecord& record, double loss_scale, double balanc
                        batch);
     ops::rmsnorm_backward(d_branch, g.attention_norm, d_normed, x, w.attention_norm, block.attention_norm_rstd);
     ops::add(d_residual, d_residual, d_branch);  // d(x)
+    if (s.hooks) s.hooks->after_backward(unit);
   }
+  if (s.hooks) s.hooks->before_backward(0);
   ops::embedding_backward(s.grads.tok_embeddings, d_residual, record.inputs);
+  if (s.hooks) s.hooks->after_backward(0);
 }
 
 }  // namespace dsv3::model

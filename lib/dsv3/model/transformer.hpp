@@ -6,6 +6,7 @@
 #include "dsv3/model/batch_context.hpp"
 #include "dsv3/model/model_args.hpp"
 #include "dsv3/model/parameters.hpp"
+#include "dsv3/model/unit_hooks.hpp"
 #include "dsv3/model/weights.hpp"
 
 #include <cstdint>
@@ -27,10 +28,19 @@ struct ForwardResult {
   double balance_loss = 0.0;         // Σ over MoE layers of the sequence-wise balance loss (already × α)
 };
 
+// Parameters and gradients held by the caller (the shards and gathered unit buffers of lib/dsv3/parallel): the
+// model binds its weight views through these lookups, by checkpoint name, and allocates no arenas of its own.
+struct ExternalParameters {
+  TensorLookup params;
+  TensorLookup grads;
+};
+
 class Transformer {
  public:
   // dtype: f32 for training, f64 for gradient checks. Parameters are allocated, not initialised.
   Transformer(const ModelArgs& args, DType dtype = DType::f32, Device device = Device::cpu);
+  // Weights and gradients bound to `external` (of `dtype` on `device`); parameters() is then an error.
+  Transformer(const ModelArgs& args, const ExternalParameters& external, DType dtype, Device device = Device::cpu);
 
   const ModelArgs& args() const;
   ParameterStore& parameters();
@@ -41,6 +51,8 @@ class Transformer {
   // Per layer: i64 [E] tokens routed to each expert since the last reset (undefined for dense layers).
   const std::vector<Tensor>& tokens_per_expert() const;
   void reset_tokens_per_expert();
+  // Called around every unit's forward and backward from now on (nullptr: none, the default). Not owned.
+  void set_unit_hooks(UnitHooks* hooks);
 
   // inputs: i32 [B, S] token ids; labels: i32 or i64 [B, S] (ignore_index −100 allowed);
   // document_ids: i32 [B, S], required when args.mask is document_causal (undefined otherwise).

@@ -62,9 +62,10 @@ std::string format_step(const StepMetrics& m) {
   std::string line = fmt::format("step {:>{}}/{}  loss {:7.4f}", m.step, width, m.steps, m.loss);
   if (m.balance_loss != 0.0) line += fmt::format("  balance {:.3e}", m.balance_loss);
   line += fmt::format(
-      "  grad_norm {:7.4f}  lr {:.2e}  mem {:.2f} GiB  tok/s {:8.1f}  TFLOP/s {:.4f}  MFU {:5.2f}%  "
+      "  grad_norm {:7.4f}  lr {:.2e}  mem {:.2f} GiB (state {:.3f})  tok/s {:8.1f}  TFLOP/s {:.4f}  MFU {:5.2f}%  "
       "eta {}",
-      m.grad_norm, m.lr, m.memory_gib, m.tokens_per_second, m.tflops, 100.0 * m.mfu, format_duration(m.eta_seconds));
+      m.grad_norm, m.lr, m.memory_gib, m.state_memory_gib, m.tokens_per_second, m.tflops, 100.0 * m.mfu,
+      format_duration(m.eta_seconds));
   return line;
 }
 
@@ -86,11 +87,11 @@ std::string to_json_line(const RunMetrics& m) {
 std::string to_json_line(const StepMetrics& m) {
   return fmt::format(R"({{"kind": "train", "step": {}, "loss": {}, "balance_loss": {}, "grad_norm": {}, "lr": {}, )"
                      R"("step_seconds": {}, "tokens_per_second": {}, "tflops": {}, "mfu": {}, "memory_gib": {}, )"
-                     R"("peak_memory_gib": {}, "eta_seconds": {}}})",
+                     R"("peak_memory_gib": {}, "state_memory_gib": {}, "eta_seconds": {}}})",
                      m.step, json_number(m.loss), json_number(m.balance_loss), json_number(m.grad_norm),
                      json_number(m.lr), json_number(m.step_seconds), json_number(m.tokens_per_second),
                      json_number(m.tflops), json_number(m.mfu), json_number(m.memory_gib),
-                     json_number(m.peak_memory_gib), json_number(m.eta_seconds));
+                     json_number(m.peak_memory_gib), json_number(m.state_memory_gib), json_number(m.eta_seconds));
 }
 
 std::string to_json_line(const ValidationMetrics& m) {

@@ -38,6 +38,7 @@ struct StepMetrics {
   double mfu = 0.0;                // tflops / the device's peak, as a fraction
   double memory_gib = 0.0;         // resident memory of rank 0 now
   double peak_memory_gib = 0.0;    // its high-water mark
+  double state_memory_gib = 0.0;   // rank 0's parameter, gradient and optimizer shards (1/N of them under FSDP)
   double eta_seconds = 0.0;
 };
 
@@ -57,7 +58,7 @@ MemoryUsage memory_usage();
 
 // "45s", "3m05s", "2h07m".
 std::string format_duration(double seconds);
-// The console line: "step  12/200  loss 6.1234  grad_norm 1.23  lr 8.0e-04  mem 0.41 GiB  tok/s 2345  …".
+// The console line: "step  12/200  loss 6.1234  grad_norm 1.23  lr 8.0e-04  mem 0.41 GiB (state 0.12)  tok/s 2345  …".
 std::string format_step(const StepMetrics& metrics);
 std::string format_validation(const ValidationMetrics& metrics);
 // One JSON object per line; non-finite numbers become null (JSON has no NaN).

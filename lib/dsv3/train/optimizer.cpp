@@ -9,11 +9,14 @@ namespace dsv3::train {
 
 double clip_grad_norm(const Tensor& grads, double max_norm) {
   const double norm = ops::global_l2_norm(std::span(&grads, 1));
-  if (max_norm > 0.0) {
-    const double coefficient = max_norm / (norm + 1e-6);
-    if (coefficient < 1.0) ops::scale(grads, coefficient);
-  }
+  clip_to_max_norm(grads, norm, max_norm);
   return norm;
+}
+
+void clip_to_max_norm(const Tensor& grads, double norm, double max_norm) {
+  if (max_norm <= 0.0) return;
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (coefficient < 1.0) ops::scale(grads, coefficient);
 }
 
 AdamW::AdamW(const Tensor& params, const Tensor& grads, const AdamWConfig& config)

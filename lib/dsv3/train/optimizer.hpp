@@ -12,6 +12,9 @@ namespace dsv3::train {
 // max_norm ≤ 0: no clipping. Returns the norm before clipping. `grads` holds every gradient of the step, already
 // reduced over the data-parallel ranks, so the norm is global.
 double clip_grad_norm(const Tensor& grads, double max_norm);
+// The scaling of clip_grad_norm for gradients whose global `norm` is already known (sharded gradients: the norm
+// is reduced over the ranks, each scales its own shard).
+void clip_to_max_norm(const Tensor& grads, double norm, double max_norm);
 
 struct AdamWConfig {
   double beta1 = 0.9;

@@ -1,18 +1,22 @@
-// The training loop (REFERENCE.md §3) over the data-parallel ranks of a communicator.
+// The training loop (REFERENCE.md §3) over the ranks of a communicator, arranged in a process grid by the
+// [parallelism] degrees.
 //
-// One optimizer step: each rank takes gradient_accumulation_steps micro-batches of local_batch_size sequences;
-// the valid targets of all of them, on all ranks, are counted first, so that every backward can scale by
-// 1/(global count) and the gradients add up to those of the mean loss over the global batch. The gradient
-// arena, the loss sums and the per-expert token counts are then summed over the ranks (one all-reduce each),
-// the gradients clipped by their global norm, AdamW updates the parameter arena, and the expert biases move
-// toward balance with the counts of the whole step (aux-loss-free load balancing).
+// One optimizer step: each data-parallel rank takes gradient_accumulation_steps micro-batches of local_batch_size
+// sequences; the valid targets of all of them, on all ranks, are counted first, so that every backward can scale
+// by 1/(global count) and the gradients add up to those of the mean loss over the global batch. The gradients are
+// reduced over the data-parallel ranks while backward runs (parallel::DataParallel: all-reduced in buckets under
+// DDP, reduce-scattered into shards under FSDP, both under HSDP); the loss sums and the per-expert token counts
+// are summed over the ranks that split the batch (dp × cp). The gradients are clipped by their global norm, AdamW
+// updates this rank's parameter shard, and the expert biases move toward balance with the counts of the whole step
+// (aux-loss-free load balancing).
 //
-// Every rank holds the full model (replicated data parallelism): the ranks start from the same seeded weights
-// and apply the same reduced gradients, so they stay identical. Runs are bitwise reproducible for a given
-// seed, rank count and thread count.
+// Every rank starts from the same seeded weights (each initialises its own shard) and replicas apply the same
+// reduced gradients, so they stay identical. Runs are bitwise reproducible for a given seed, layout and thread
+// count; the same global batch on any data-parallel layout gives the single-rank losses and weights up to rounding.
 #pragma once
 
 #include "dsv3/model/transformer.hpp"
+#include "dsv3/parallel/data_parallel.hpp"
 #include "dsv3/train/job_config.hpp"
 
 #include <mpi.h>
@@ -48,7 +52,8 @@ struct DevicePeak {
 
 class Trainer {
  public:
-  // Collective over `comm`, whose ranks are the data-parallel ranks. Validates `config` before any work.
+  // Collective over `comm`, every rank of the job: checks that `config` is the same on every rank, builds the
+  // process grid from [parallelism], then validates `config` before any work.
   Trainer(const JobConfig& config, MPI_Comm comm);
   // Trains `args` instead of model_args(config) (tests train models smaller than the flavors), in `dtype`
   // (f32 to train; f64 makes equivalence tests exact to rounding).
@@ -68,6 +73,10 @@ class Trainer {
 
   std::int64_t steps_taken() const;
   model::Transformer& model();
+  parallel::DataParallel& data_parallel();
+  // Bytes this rank keeps for the whole run for the model: parameter, gradient and AdamW state shards (the
+  // gathered unit buffers of FSDP and the activations are not included). About 1/N of one rank's under FSDP on N.
+  std::int64_t model_state_bytes() const;
 
  private:
   struct State;
