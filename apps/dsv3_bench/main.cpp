@@ -1,6 +1,8 @@
 // dsv3_bench: op and step benchmarks with achieved FLOP/s and bytes/s against the machine's peak.
 //   dsv3_bench ops [--tokens 2048] [--gemm-size 2048] [--min-seconds 0.3]
 //   dsv3_bench step --config inputs/debug_model.toml [--steps 5] [--set training.seq_len=128 ...]
+//   mpiexec -n 2 dsv3_bench checkpoint --config inputs/debug_model.toml [--dir outputs/checkpoint_bench] [--steps 3]
+#include "dsv3/bench/checkpoint_benchmark.hpp"
 #include "dsv3/bench/op_benchmarks.hpp"
 #include "dsv3/bench/peak.hpp"
 #include "dsv3/bench/step_benchmark.hpp"
@@ -8,6 +10,7 @@
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
+#include <mpi.h>
 
 #include <iostream>
 #include <string>
@@ -78,6 +81,38 @@ int run_step(const std::string& config_file, const std::vector<std::string>& ove
   return 0;
 }
 
+// Checkpoint write and read bandwidth of a run config on the ranks of the job, beside the disk's raw sequential
+// write bandwidth (dd with fsync).
+int run_checkpoint(const std::string& config_file, const std::vector<std::string>& overrides,
+                   const std::string& folder, int repeats) {
+  MPI_Init(nullptr, nullptr);
+  int rank = 0, ranks = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  try {
+    std::vector<std::string> arguments = {"--job.config_file", config_file};
+    for (const std::string& override : overrides) arguments.push_back("--" + override);
+    const train::JobConfig config = train::parse_job_config(arguments);
+    const bench::CheckpointBenchmarkResult r = bench::benchmark_checkpoint(config, folder, repeats);
+    if (rank == 0) {
+      fmt::print("dsv3_bench checkpoint: {} ({}) on {} rank(s), {:.1f} MB per checkpoint in {} (median of {})\n",
+                 config_file, config.model.flavor, ranks, static_cast<double>(r.checkpoint_bytes) / 1e6, folder,
+                 repeats);
+      fmt::print("write (collective, synced, renamed)  {:7.3f} s  {:8.1f} MB/s  {:5.1f}% of raw\n", r.write_seconds,
+                 r.write_mb_per_second(), 100.0 * r.write_mb_per_second() / r.raw_mb_per_second());
+      fmt::print("read (verified, from disk)           {:7.3f} s  {:8.1f} MB/s  {:5.1f}% of raw write\n",
+                 r.read_seconds, r.read_mb_per_second(), 100.0 * r.read_mb_per_second() / r.raw_mb_per_second());
+      fmt::print("raw write (dd bs=1M conv=fsync)      {:7.3f} s  {:8.1f} MB/s  ({:.1f} MB of zeros)\n",
+                 r.raw_seconds, r.raw_mb_per_second(), static_cast<double>(r.raw_bytes) / 1e6);
+    }
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "dsv3_bench: error on rank {}: {}\n", rank, error.what());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -85,17 +120,21 @@ int main(int argc, char** argv) {
   std::string command;
   std::string config_file;
   std::vector<std::string> overrides;
+  std::string folder = "outputs/checkpoint_bench";
   int steps = 5;
   po::options_description described("dsv3_bench ops: per-op throughput on the CPU reference backend; "
-                                    "dsv3_bench step: one training step of a run config");
+                                    "dsv3_bench step: one training step of a run config; "
+                                    "dsv3_bench checkpoint: checkpoint bandwidth against dd (under mpiexec)");
   described.add_options()("help,h", "this help")(
       "tokens", po::value(&options.tokens)->default_value(options.tokens), "tokens (batch·seq) of the debug shapes")(
       "gemm-size", po::value(&options.gemm_size)->default_value(options.gemm_size), "side of the GEMM-bound shape")(
       "min-seconds", po::value(&options.min_seconds)->default_value(options.min_seconds),
       "minimum time spent per op")(
-      "config", po::value(&config_file), "step: the run config (TOML)")(
-      "steps", po::value(&steps)->default_value(steps), "step: timed steps (the median is reported)")(
-      "set", po::value(&overrides)->composing(), "step: a config override section.key=value (repeatable)");
+      "config", po::value(&config_file), "step, checkpoint: the run config (TOML)")(
+      "steps", po::value(&steps)->default_value(steps),
+      "step: timed steps; checkpoint: checkpoints written and read (the median is reported)")(
+      "set", po::value(&overrides)->composing(), "step, checkpoint: a config override section.key=value (repeatable)")(
+      "dir", po::value(&folder)->default_value(folder), "checkpoint: folder on the disk to measure");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command));
   po::options_description all;
@@ -107,10 +146,16 @@ int main(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), values);
     po::notify(values);
     if (values.count("help") || command.empty()) {
-      std::cout << "usage: dsv3_bench ops|step [options]\n" << described;
+      std::cout << "usage: dsv3_bench ops|step|checkpoint [options]\n" << described;
       return command.empty() && !values.count("help") ? 2 : 0;
     }
-    DSV3_CHECK(command == "ops" || command == "step", "dsv3_bench: unknown command '{}' (known: ops, step)", command);
+    DSV3_CHECK(command == "ops" || command == "step" || command == "checkpoint",
+               "dsv3_bench: unknown command '{}' (known: ops, step, checkpoint)", command);
+    if (command == "checkpoint") {
+      DSV3_CHECK(!config_file.empty(), "dsv3_bench checkpoint: --config FILE is required");
+      DSV3_CHECK(steps > 0, "dsv3_bench checkpoint: --steps must be positive");
+      return run_checkpoint(config_file, overrides, folder, steps);
+    }
     if (command == "step") {
       DSV3_CHECK(!config_file.empty(), "dsv3_bench step: --config FILE is required");
       DSV3_CHECK(steps > 0, "dsv3_bench step: --steps must be positive");

@@ -50,10 +50,10 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // Setup, in two rounds that each end with the ranks agreeing on success: first what every rank does alone
+  // Setup, in three rounds that each end with the ranks agreeing on success: first what every rank does alone
   // (reading the config), then what starts with collectives (thread placement, the config compared across ranks,
-  // the process grid) before the data and the model. A failure on any rank is printed once, by the lowest failing
-  // rank, and every rank exits with status 1.
+  // the process grid) before the data and the model, then the start from a checkpoint (collective reads). A
+  // failure on any rank is printed once, by the lowest failing rank, and every rank exits with status 1.
   std::optional<train::JobConfig> config;
   std::optional<train::Trainer> trainer;
   int threads = 1;
@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
                      train::run_setup(world, "dsv3_train", [&] {
                        threads = train::configure_cpu_threads(world);
                        trainer.emplace(*config, world);
-                     });
+                     }) &&
+                     train::run_setup(world, "dsv3_train", [&] { trainer->resume(); });
   if (!ready) {
     trainer.reset();
     MPI_Finalize();

@@ -1,8 +1,8 @@
 #include "dsv3/io/hdf5.hpp"
 
-#include "dsv3/core/error.hpp"
+#include "dsv3/io/hdf5_detail.hpp"
 
-#include <hdf5.h>
+#include "dsv3/core/error.hpp"
 
 #include <fmt/format.h>
 
@@ -14,16 +14,8 @@ namespace dsv3::io::h5 {
 
 static_assert(std::is_same_v<Id, hid_t>, "dsv3::io::h5::Id must be HDF5's hid_t");
 
-struct OpenFile {
-  Handle file;
-  std::filesystem::path path;
-  bool parallel = false;
-};
+namespace detail {
 
-namespace {
-
-// HDF5's error stack, innermost entry first: the innermost says what actually went wrong ("truncated file:
-// eof = ..."), the outer ones how the call got there. Clears the stack.
 std::string hdf5_reason() {
   std::vector<std::string> descriptions;
   H5Ewalk2(
@@ -42,20 +34,26 @@ std::string hdf5_reason() {
   return reason;
 }
 
-// Errors are thrown as dsv3::Error with the stack folded into the message, so HDF5 must not print it too.
-void silence_hdf5_error_printing() {
-  static const bool silenced = [] {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    return true;
+namespace {
+
+// bfloat16 as HDF5 describes a float: the upper half of an IEEE f32 (sign bit 15, 8 exponent bits from bit 7 with
+// bias 127, 7 mantissa bits). HDF5 before 2.0 predefines no such type; this one is what HDF5 2.0 calls
+// H5T_FLOAT_BFLOAT16LE, so h5dump prints the values and HDF5 converts them to f32/f64 on read.
+hid_t bfloat16_type() {
+  // Never closed: HDF5 closes it when the library shuts down (inside MPI_Finalize for parallel HDF5), and a
+  // static destructor running after that must not call into HDF5.
+  static const hid_t type = [] {
+    Handle made(H5Tcopy(H5T_IEEE_F32LE));
+    if (made.get() < 0 || H5Tset_fields(made.get(), 15, 7, 8, 0, 7) < 0 || H5Tset_precision(made.get(), 16) < 0 ||
+        H5Tset_size(made.get(), 2) < 0 || H5Tset_ebias(made.get(), 127) < 0) {
+      dsv3::fail("HDF5: cannot make the bfloat16 type: {}", hdf5_reason());
+    }
+    return made.release();
   }();
-  (void)silenced;
+  return type;
 }
 
-// The HDF5 types of a dsv3 dtype: in the file (little-endian, whatever the machine that writes it) and in memory.
-struct TypePair {
-  hid_t stored;
-  hid_t in_memory;
-};
+}  // namespace
 
 TypePair hdf5_types(DType dtype) {
   switch (dtype) {
@@ -68,6 +66,7 @@ TypePair hdf5_types(DType dtype) {
     case DType::i64:
       return {H5T_STD_I64LE, H5T_NATIVE_INT64};
     case DType::bf16:
+      return {bfloat16_type(), bfloat16_type()};  // little-endian machines only, as every dsv3 target
     case DType::fp8_e4m3:
       break;
   }
@@ -82,6 +81,21 @@ Handle property_list(hid_t property_class) {
 
 std::string join_extents(std::span<const std::int64_t> extents) {
   return fmt::format("[{}]", fmt::join(extents, ", "));
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+namespace {
+
+// Errors are thrown as dsv3::Error with the stack folded into the message, so HDF5 must not print it too.
+void silence_hdf5_error_printing() {
+  static const bool silenced = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)silenced;
 }
 
 }  // namespace
@@ -208,110 +222,6 @@ double Object::read_float_attribute(std::string_view name) const {
   return value;
 }
 
-// ---- Dataset -----------------------------------------------------------------------------------------------
-
-Dataset::Dataset(Handle handle, std::shared_ptr<const OpenFile> file, std::string name)
-    : Object(std::move(handle), std::move(file), std::move(name)) {}
-
-std::vector<std::int64_t> Dataset::shape() const {
-  Handle space(H5Dget_space(id()));
-  const int rank = space.get() < 0 ? -1 : H5Sget_simple_extent_ndims(space.get());
-  if (rank < 0) fail_call("cannot read the dataset's shape");
-  std::vector<hsize_t> extents(static_cast<std::size_t>(rank));
-  H5Sget_simple_extent_dims(space.get(), extents.data(), nullptr);
-  return {extents.begin(), extents.end()};
-}
-
-std::int64_t Dataset::numel() const {
-  const std::vector<std::int64_t> extents = shape();
-  return std::accumulate(extents.begin(), extents.end(), std::int64_t{1}, std::multiplies<>());
-}
-
-std::optional<DType> Dataset::dtype() const {
-  Handle type(H5Dget_type(id()));
-  if (type.get() < 0) fail_call("cannot read the dataset's element type");
-  const H5T_class_t type_class = H5Tget_class(type.get());
-  const std::size_t size = H5Tget_size(type.get());
-  if (type_class == H5T_INTEGER && H5Tget_sign(type.get()) == H5T_SGN_2) {
-    if (size == 4) return DType::i32;
-    if (size == 8) return DType::i64;
-  }
-  if (type_class == H5T_FLOAT) {
-    if (H5Tequal(type.get(), H5T_IEEE_F32LE) > 0 || H5Tequal(type.get(), H5T_IEEE_F32BE) > 0) return DType::f32;
-    if (H5Tequal(type.get(), H5T_IEEE_F64LE) > 0 || H5Tequal(type.get(), H5T_IEEE_F64BE) > 0) return DType::f64;
-  }
-  return std::nullopt;
-}
-
-// The file dataspace with `slab` selected (nothing selected for an empty slab, so a rank with no share still
-// takes part in a collective transfer), after checking the slab lies inside the dataset and holds `values`.
-Handle Dataset::select(const Hyperslab& slab, std::int64_t values) const {
-  const std::vector<std::int64_t> extents = shape();
-  bool inside = slab.start.size() == extents.size() && slab.count.size() == extents.size();
-  for (std::size_t axis = 0; inside && axis < extents.size(); ++axis) {
-    inside = slab.start[axis] >= 0 && slab.count[axis] >= 0 && slab.start[axis] + slab.count[axis] <= extents[axis];
-  }
-  if (!inside) {
-    fail_content(fmt::format("block start {} count {} lies outside the dataset's shape {}", join_extents(slab.start),
-                             join_extents(slab.count), join_extents(extents)));
-  }
-  if (slab.numel() != values) {
-    fail_content(fmt::format("block count {} holds {} elements but {} were given", join_extents(slab.count),
-                             slab.numel(), values));
-  }
-  Handle space(H5Dget_space(id()));
-  if (space.get() < 0) fail_call("cannot read the dataset's dataspace");
-  if (values == 0) {
-    H5Sselect_none(space.get());
-  } else if (!extents.empty()) {
-    const std::vector<hsize_t> start(slab.start.begin(), slab.start.end());
-    const std::vector<hsize_t> count(slab.count.begin(), slab.count.end());
-    if (H5Sselect_hyperslab(space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0) {
-      fail_call("cannot select the block");
-    }
-  }
-  return space;
-}
-
-namespace {
-
-// The memory side of a transfer: `values` contiguous elements, or an empty selection.
-Handle memory_space(std::int64_t values) {
-  const hsize_t extent = static_cast<hsize_t>(std::max<std::int64_t>(values, 1));
-  Handle space(H5Screate_simple(1, &extent, nullptr));
-  if (values == 0) H5Sselect_none(space.get());
-  return space;
-}
-
-Handle transfer_properties(bool parallel, Transfer transfer) {
-  Handle properties = property_list(H5P_DATASET_XFER);
-  if (parallel) {
-    H5Pset_dxpl_mpio(properties.get(), transfer == Transfer::collective ? H5FD_MPIO_COLLECTIVE : H5FD_MPIO_INDEPENDENT);
-  }
-  return properties;
-}
-
-}  // namespace
-
-void Dataset::write_raw(const Hyperslab& slab, DType dtype, const void* values, std::int64_t count,
-                        Transfer transfer) const {
-  Handle file_space = select(slab, count);
-  Handle memory = memory_space(count);
-  Handle properties = transfer_properties(file_->parallel, transfer);
-  if (H5Dwrite(id(), hdf5_types(dtype).in_memory, memory.get(), file_space.get(), properties.get(), values) < 0) {
-    fail_call(fmt::format("cannot write block start {} count {}", join_extents(slab.start), join_extents(slab.count)));
-  }
-}
-
-void Dataset::read_raw(const Hyperslab& slab, DType dtype, void* values, std::int64_t count, Transfer transfer) const {
-  Handle file_space = select(slab, count);
-  Handle memory = memory_space(count);
-  Handle properties = transfer_properties(file_->parallel, transfer);
-  if (H5Dread(id(), hdf5_types(dtype).in_memory, memory.get(), file_space.get(), properties.get(), values) < 0) {
-    fail_call(fmt::format("cannot read block start {} count {}", join_extents(slab.start), join_extents(slab.count)));
-  }
-}
-
 // ---- File --------------------------------------------------------------------------------------------------
 
 namespace {
@@ -402,6 +312,28 @@ Dataset File::open_dataset(std::string_view name) const {
   Handle dataset(H5Dopen2(file_->file.get(), key.c_str(), H5P_DEFAULT));
   if (dataset.get() < 0) fail_call(fmt::format("cannot open dataset '{}'", name));
   return Dataset(std::move(dataset), file_, key);
+}
+
+Group::Group(Handle handle, std::shared_ptr<const OpenFile> file, std::string name)
+    : Object(std::move(handle), std::move(file), std::move(name)) {}
+
+Group File::create_group(std::string_view name) const {
+  const std::string key(name);
+  Handle links = property_list(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(links.get(), 1);
+  Handle creation = property_list(H5P_GROUP_CREATE);
+  H5Pset_obj_track_times(creation.get(), false);
+  Handle group(H5Gcreate2(file_->file.get(), key.c_str(), links.get(), creation.get(), H5P_DEFAULT));
+  if (group.get() < 0) fail_call(fmt::format("cannot create group '{}'", name));
+  return Group(std::move(group), file_, key);
+}
+
+Group File::open_group(std::string_view name) const {
+  const std::string key(name);
+  if (!contains(name)) dsv3::fail("{}: group '{}' is missing", file_->path.string(), name);
+  Handle group(H5Gopen2(file_->file.get(), key.c_str(), H5P_DEFAULT));
+  if (group.get() < 0) fail_call(fmt::format("cannot open group '{}'", name));
+  return Group(std::move(group), file_, key);
 }
 
 void File::flush() const {

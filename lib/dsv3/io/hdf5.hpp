@@ -1,6 +1,6 @@
 // Small RAII wrappers over the HDF5 C API, shared by the token datasets and the checkpoints: files (serial,
-// or parallel through the MPI-IO driver when given a communicator), datasets, attributes and hyperslab
-// transfers. Every failure throws dsv3::Error naming the file, the object and HDF5's own reason; HDF5's
+// or parallel through the MPI-IO driver when given a communicator), groups, datasets (f32, f64, bf16, i32,
+// i64), attributes and hyperslab transfers. Every failure throws dsv3::Error naming the file, the object and HDF5's own reason; HDF5's
 // automatic printing of error stacks is turned off. hdf5.h stays out of this header: handles are HDF5
 // identifiers (hid_t, a 64-bit integer since HDF5 1.10), so users of dsv3::io need no HDF5 include path.
 #pragma once
@@ -58,11 +58,16 @@ struct Hyperslab {
   std::int64_t numel() const;
 };
 
+// The blocks whose union selects elements [begin, begin + count) of the row-major flattening of an array of
+// `shape` — any contiguous part of a tensor, such as one rank's shard of a parameter: at most 2·rank − 1 of them
+// (a partial row, whole rows, a partial row, recursively), none for count 0.
+std::vector<Hyperslab> flat_range_blocks(std::span<const std::int64_t> shape, std::int64_t begin, std::int64_t count);
+
 // What every object of an open file shares: the file itself (closed when its last object goes) and how it
 // was opened.
 struct OpenFile;
 
-// A file's root group or a dataset: both carry attributes. In a parallel file, attribute writes are
+// A file's root group, a group or a dataset: all carry attributes. In a parallel file, attribute writes are
 // collective: every rank writes the same value.
 class Object {
  public:
@@ -107,19 +112,34 @@ class Dataset : public Object {
   // stored type and T when they differ.
   template <class T>
   void write(const Hyperslab& slab, std::span<const T> values, Transfer transfer = Transfer::collective) const {
-    write_raw(slab, dtype_of<T>, values.data(), static_cast<std::int64_t>(values.size()), transfer);
+    write_raw(std::span(&slab, 1), dtype_of<T>, values.data(), static_cast<std::int64_t>(values.size()), transfer);
   }
   template <class T>
   void read(const Hyperslab& slab, std::span<T> values, Transfer transfer = Transfer::collective) const {
-    read_raw(slab, dtype_of<T>, values.data(), static_cast<std::int64_t>(values.size()), transfer);
+    read_raw(std::span(&slab, 1), dtype_of<T>, values.data(), static_cast<std::int64_t>(values.size()), transfer);
   }
+  // Writes/reads elements [begin, begin + count) of the row-major flattening of the dataset (flat_range_blocks),
+  // from/to `count` contiguous values of `dtype`, in one transfer.
+  void write_elements(std::int64_t begin, std::int64_t count, DType dtype, const void* values,
+                      Transfer transfer = Transfer::collective) const;
+  void read_elements(std::int64_t begin, std::int64_t count, DType dtype, void* values,
+                     Transfer transfer = Transfer::collective) const;
 
  private:
   friend class File;
   Dataset(Handle handle, std::shared_ptr<const OpenFile> file, std::string name);
-  Handle select(const Hyperslab& slab, std::int64_t values) const;
-  void write_raw(const Hyperslab& slab, DType dtype, const void* values, std::int64_t count, Transfer transfer) const;
-  void read_raw(const Hyperslab& slab, DType dtype, void* values, std::int64_t count, Transfer transfer) const;
+  Handle select(std::span<const Hyperslab> blocks, std::int64_t values) const;
+  void write_raw(std::span<const Hyperslab> blocks, DType dtype, const void* values, std::int64_t count,
+                 Transfer transfer) const;
+  void read_raw(std::span<const Hyperslab> blocks, DType dtype, void* values, std::int64_t count,
+                Transfer transfer) const;
+};
+
+// A group: a folder of datasets, with attributes of its own.
+class Group : public Object {
+ private:
+  friend class File;
+  Group(Handle handle, std::shared_ptr<const OpenFile> file, std::string name);
 };
 
 class File : public Object {
@@ -138,6 +158,9 @@ class File : public Object {
   // are created.
   Dataset create_dataset(std::string_view name, DType dtype, std::span<const std::int64_t> shape) const;
   Dataset open_dataset(std::string_view name) const;
+  // Groups on the path are created as needed; creating one that exists is an error.
+  Group create_group(std::string_view name) const;
+  Group open_group(std::string_view name) const;
   // Writes everything buffered to the file (collective on a parallel file); closing happens when the last
   // object of the file is destroyed, but a flush reports errors that a destructor cannot.
   void flush() const;

@@ -87,13 +87,19 @@ void visit_keys(JobConfig& c, Visit&& visit) {
   visit("parallelism.expert_tensor_parallel_degree", c.parallelism.expert_tensor_parallel_degree,
         "expert tensor parallel ranks");
 
-  visit("checkpoint.enable", c.checkpoint.enable, "write checkpoints");
+  visit("checkpoint.enable", c.checkpoint.enable,
+        "write checkpoints, and resume from the latest one in checkpoint.folder at start");
   visit("checkpoint.folder", c.checkpoint.folder, "checkpoint folder under job.dump_folder");
   visit("checkpoint.interval", c.checkpoint.interval, "steps between checkpoints");
+  visit("checkpoint.keep_latest_k", c.checkpoint.keep_latest_k, "complete checkpoints kept; 0: all");
+  visit("checkpoint.load_step", c.checkpoint.load_step, "step to resume from; -1: the latest checkpoint");
   visit("checkpoint.last_save_model_only", c.checkpoint.last_save_model_only,
         "last checkpoint without optimizer state");
-  visit("checkpoint.export_dtype", c.checkpoint.export_dtype, "float32, bfloat16, float16");
-  visit("checkpoint.async_mode", c.checkpoint.async_mode, "disabled, async, async_with_pinned_mem");
+  visit("checkpoint.export_dtype", c.checkpoint.export_dtype,
+        "float32 or bfloat16: dtype of the last, model-only checkpoint");
+  visit("checkpoint.initial_load_path", c.checkpoint.initial_load_path,
+        "checkpoint file whose model (only) starts the run when checkpoint.folder holds none");
+  visit("checkpoint.async_mode", c.checkpoint.async_mode, "disabled (checkpoints are written synchronously)");
 
   visit("activation_checkpoint.mode", c.activation_checkpoint.mode, "none, selective, full");
   visit("activation_checkpoint.selective_ac_option", c.activation_checkpoint.selective_ac_option,
@@ -202,11 +208,20 @@ void validate_data(const JobConfig& c) {
 
 void validate_checkpointing(const JobConfig& c) {
   require_positive("checkpoint.interval", c.checkpoint.interval);
-  require_one_of("checkpoint.export_dtype", c.checkpoint.export_dtype, {"float32", "bfloat16", "float16"});
+  DSV3_CHECK(c.checkpoint.keep_latest_k >= 0, "checkpoint.keep_latest_k = {} must be ≥ 0 (0: keep all)",
+             c.checkpoint.keep_latest_k);
+  DSV3_CHECK(c.checkpoint.load_step >= -1, "checkpoint.load_step = {} must be a step ≥ 0, or -1 for the latest",
+             c.checkpoint.load_step);
+  DSV3_CHECK(c.checkpoint.export_dtype != "float16",
+             "checkpoint.export_dtype = 'float16': dsv3 exports float32 or bfloat16 only");
+  require_one_of("checkpoint.export_dtype", c.checkpoint.export_dtype, {"float32", "bfloat16"});
   require_one_of("checkpoint.async_mode", c.checkpoint.async_mode, {"disabled", "async", "async_with_pinned_mem"});
-  DSV3_CHECK(!c.checkpoint.enable,
-             "checkpoint.enable = true: checkpoints are not built yet in this version of dsv3 (they arrive with the "
-             "checkpoint issue); set checkpoint.enable = false");
+  DSV3_CHECK(c.checkpoint.async_mode == "disabled",
+             "checkpoint.async_mode = '{}': asynchronous checkpoints are not built yet in this version of dsv3; set "
+             "it to 'disabled'",
+             c.checkpoint.async_mode);
+  if (!c.checkpoint.initial_load_path.empty())
+    require_existing("checkpoint.initial_load_path", c.checkpoint.initial_load_path);
   require_one_of("activation_checkpoint.mode", c.activation_checkpoint.mode, {"none", "selective", "full"});
   const std::string& option = c.activation_checkpoint.selective_ac_option;
   const bool every_nth_layer =

@@ -93,12 +93,15 @@ struct JobConfig {
     std::int64_t expert_tensor_parallel_degree = 1;
   } parallelism;
 
-  struct Checkpoint {
-    bool enable = false;
-    std::string folder = "checkpoint";
+  struct Checkpoint {  // train/checkpoint.hpp, checkpoint_folder.hpp
+    bool enable = false;                // save every `interval` steps and after the last; resume from `folder`
+    std::string folder = "checkpoint";  // under job.dump_folder
     std::int64_t interval = 500;
-    bool last_save_model_only = true;
-    std::string export_dtype = "float32";
+    std::int64_t keep_latest_k = 10;    // complete checkpoints kept; 0: all
+    std::int64_t load_step = -1;        // the step to resume from; −1: the latest complete checkpoint
+    bool last_save_model_only = true;   // the checkpoint after the last step holds the model only
+    std::string export_dtype = "float32";  // of that model-only checkpoint: float32 or bfloat16
+    std::string initial_load_path;      // a checkpoint whose model starts the run when `folder` holds none
     std::string async_mode = "disabled";
   } checkpoint;
 

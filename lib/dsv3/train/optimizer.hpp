@@ -32,6 +32,12 @@ class AdamW {
   void step(double lr);
   std::int64_t steps_taken() const { return steps_taken_; }
 
+  // The moments, laid out as params (checkpoints write and restore them), and the step count behind the bias
+  // corrections, restored with them.
+  const Tensor& exp_avg() const { return exp_avg_; }
+  const Tensor& exp_avg_sq() const { return exp_avg_sq_; }
+  void restore_steps_taken(std::int64_t steps) { steps_taken_ = steps; }
+
  private:
   Tensor params_;
   Tensor grads_;

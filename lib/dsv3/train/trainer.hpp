@@ -53,7 +53,8 @@ struct DevicePeak {
 class Trainer {
  public:
   // Collective over `comm`, every rank of the job: checks that `config` is the same on every rank, builds the
-  // process grid from [parallelism], then validates `config` before any work.
+  // process grid from [parallelism], then validates `config` before any work. The weights are the seeded initial
+  // ones until resume().
   Trainer(const JobConfig& config, MPI_Comm comm);
   // Trains `args` instead of model_args(config) (tests train models smaller than the flavors), in `dtype`
   // (f32 to train; f64 makes equivalence tests exact to rounding).
@@ -62,14 +63,33 @@ class Trainer {
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
 
-  // The whole run: what is trained and how (rank 0 prints it), then the remaining steps with a metrics line
-  // every metrics.log_freq steps, validation every validation.freq steps and after the last, and the same
-  // numbers in <dump_folder>/runs/<start time>/metrics.jsonl. Returns the run folder.
+  // Where the run starts (collective; once, before training; later calls return the same note): with
+  // checkpoint.enable and a checkpoint in checkpoint.folder, continues from the latest complete one (or
+  // checkpoint.load_step), on any parallel layout; otherwise from checkpoint.initial_load_path's model when given;
+  // otherwise from the seeded weights. Returns start_note(). Separate from the constructor so that a rank that
+  // fails to construct its Trainer leaves no other rank waiting in resume's collectives (dsv3_train agrees on
+  // construction first).
+  std::string resume();
+  // The whole run, after resume() (called here if nobody has): what is trained and how (rank 0 prints it), then
+  // the remaining steps with a metrics line every metrics.log_freq steps, validation every validation.freq steps
+  // and after the last, a checkpoint every checkpoint.interval steps and after the last (with checkpoint.enable),
+  // and the same numbers in <dump_folder>/runs/<start time>/metrics.jsonl. Returns the run folder.
   std::filesystem::path train(const DevicePeak& peak);
   // One optimizer step.
   StepResult train_step();
   // The held-out loss over validation.steps batches: the same batches each time.
   ValidationResult validate();
+
+  // Writes the state after steps_taken() steps as <job.dump_folder>/<checkpoint.folder>/step-<N>.h5
+  // (train/checkpoint.hpp), only the model in checkpoint.export_dtype when `model_only`, and keeps the latest
+  // checkpoint.keep_latest_k checkpoints. Collective. Returns the file.
+  std::filesystem::path save_checkpoint(bool model_only = false);
+  // Continues from checkpoint `path` as the constructor does from checkpoint.folder (or takes only its model),
+  // on any parallel layout. Collective. Returns the note for the log.
+  std::string load_checkpoint(const std::filesystem::path& path, bool model_only = false);
+  // Where resume() took the state from, for the log: empty for the seeded initial weights, else e.g.
+  // "resumed from outputs/checkpoint/step-20.h5 at step 20".
+  const std::string& start_note() const;
 
   std::int64_t steps_taken() const;
   model::Transformer& model();

@@ -33,6 +33,7 @@ std::filesystem::path new_run_folder(const std::string& dump_folder) {
 }  // namespace
 
 std::filesystem::path Trainer::train(const DevicePeak& peak) {
+  resume();
   State& s = *state_;
   const JobConfig& c = s.config;
   const bool printing = s.rank == 0;
@@ -109,6 +110,13 @@ std::filesystem::path Trainer::train(const DevicePeak& peak) {
         flops_per_token / 1e9);
     fmt::print("peak per rank: {:.4g} TFLOP/s ({})\n", peak.tflops, peak.source);
     fmt::print("metrics: {}\n", metrics_file->path().string());
+    if (!s.start_note.empty()) fmt::print("checkpoint: {}\n", s.start_note);
+    if (c.checkpoint.enable) {
+      fmt::print("checkpoint: every {} steps and after the last{} to {}, keeping the latest {}\n",
+                 c.checkpoint.interval, c.checkpoint.last_save_model_only ? " (model only)" : "",
+                 (std::filesystem::path(c.job.dump_folder) / c.checkpoint.folder).string(),
+                 c.checkpoint.keep_latest_k == 0 ? std::string("all") : std::to_string(c.checkpoint.keep_latest_k));
+    }
     std::fflush(stdout);
   }
 
@@ -163,6 +171,16 @@ std::filesystem::path Trainer::train(const DevicePeak& peak) {
         fmt::print("{}\n", format_validation(m));
         std::fflush(stdout);
         metrics_file->write(to_json_line(m));
+      }
+    }
+    if (c.checkpoint.enable && (step.step % c.checkpoint.interval == 0 || last)) {
+      Timer timer;
+      const std::filesystem::path path = save_checkpoint(last && c.checkpoint.last_save_model_only);
+      if (printing) {
+        const double megabytes = static_cast<double>(std::filesystem::file_size(path)) / 1e6;
+        fmt::print("checkpoint: step {} written to {}: {:.1f} MB in {:.2f} s, {:.0f} MB/s\n", step.step,
+                   path.string(), megabytes, timer.seconds(), megabytes / timer.seconds());
+        std::fflush(stdout);
       }
     }
   }

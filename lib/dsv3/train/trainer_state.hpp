@@ -7,6 +7,7 @@
 #include "dsv3/data/tokenizer.hpp"
 #include "dsv3/model/model_record.hpp"
 #include "dsv3/parallel/data_parallel.hpp"
+#include "dsv3/train/checkpoint.hpp"
 #include "dsv3/train/lr_schedule.hpp"
 #include "dsv3/train/optimizer.hpp"
 #include "dsv3/train/trainer.hpp"
@@ -36,6 +37,8 @@ struct Trainer::State {
   model::ModelRecord record;
   AdamW optimizer;
   LrSchedule schedule;
+  bool resumed = false;    // Trainer::resume() has run
+  std::string start_note;  // Trainer::start_note()
 
   State(const JobConfig& config_, const RunLayout& layout_, std::unique_ptr<comm::ProcessGrid> grid_,
         const model::ModelArgs& args_, DType dtype);
@@ -55,6 +58,12 @@ struct Trainer::State {
     options.split = split;
     return options;
   }
+
+  // trainer_checkpoint.cpp: this rank's view of what a checkpoint holds; the start from a checkpoint
+  // (Trainer::resume; returns start_note); Trainer::load_checkpoint.
+  CheckpointState checkpoint_state() const;
+  std::string restore_from_checkpoint();
+  std::string load_checkpoint(const std::filesystem::path& path, bool model_only);
 
   const Tensor& document_ids(const data::Batch& batch) const {
     static const Tensor undefined;
