@@ -5,6 +5,7 @@
 #include "dsv3/train/cpu_threads.hpp"
 #include "dsv3/train/job_errors.hpp"
 #include "dsv3/train/job_config.hpp"
+#include "dsv3/train/stop_signal.hpp"
 #include "dsv3/train/trainer.hpp"
 
 #include <fmt/format.h>
@@ -69,10 +70,14 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Training: a rank that fails may leave the others inside a collective, so it aborts the whole job.
+  // Training: a rank that fails may leave the others inside a collective, so it aborts the whole job. A stop
+  // request from the batch system ends it early: with a checkpoint to resume from, the exit code asks for a requeue.
+  train::install_stop_signal_handlers();
   train::run_or_abort(world, "dsv3_train", [&] { trainer->train(device_peak(*config, threads, world)); });
+  int status = 0;
+  if (trainer->stop_signal() != 0) status = config->checkpoint.enable ? train::kRequeueExitCode : 1;
   // Parallel HDF5 shuts itself down inside MPI_Finalize: the trainer's open datasets must be closed before.
   trainer.reset();
   MPI_Finalize();
-  return 0;
+  return status;
 }

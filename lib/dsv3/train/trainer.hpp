@@ -74,7 +74,11 @@ class Trainer {
   // the remaining steps with a metrics line every metrics.log_freq steps, validation every validation.freq steps
   // and after the last, a checkpoint every checkpoint.interval steps and after the last (with checkpoint.enable),
   // and the same numbers in <dump_folder>/runs/<start time>/metrics.jsonl. Returns the run folder.
+  // A stop request (train/stop_signal.hpp) caught by any rank ends the run after the current step, with a
+  // checkpoint when checkpoint.enable; stop_signal() then says which signal it was.
   std::filesystem::path train(const DevicePeak& peak);
+  // The signal that ended train() early, 0 when it ran every step.
+  int stop_signal() const;
   // One optimizer step.
   StepResult train_step();
   // The held-out loss over validation.steps batches: the same batches each time.

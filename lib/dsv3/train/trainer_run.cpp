@@ -1,6 +1,7 @@
 // Trainer::train: the whole run, with what rank 0 prints and writes to metrics.jsonl.
 #include "dsv3/core/timer.hpp"
 #include "dsv3/train/metrics.hpp"
+#include "dsv3/train/stop_signal.hpp"
 #include "dsv3/train/trainer.hpp"
 #include "dsv3/train/trainer_state.hpp"
 
@@ -8,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <optional>
@@ -173,7 +175,9 @@ std::filesystem::path Trainer::train(const DevicePeak& peak) {
         metrics_file->write(to_json_line(m));
       }
     }
-    if (c.checkpoint.enable && (step.step % c.checkpoint.interval == 0 || last)) {
+    const int stop = last ? 0 : agreed_stop_signal(s.grid->comm(comm::Group::world));
+    const bool scheduled = step.step % c.checkpoint.interval == 0 || last;
+    if (c.checkpoint.enable && (scheduled || stop != 0)) {
       Timer timer;
       const std::filesystem::path path = save_checkpoint(last && c.checkpoint.last_save_model_only);
       if (printing) {
@@ -183,11 +187,24 @@ std::filesystem::path Trainer::train(const DevicePeak& peak) {
         std::fflush(stdout);
       }
     }
+    if (stop != 0) {
+      s.stop_signal = stop;
+      if (printing) {
+        fmt::print("stopping after step {} of {} on signal {} ({}){}\n", step.step, c.training.steps, stop,
+                   strsignal(stop),
+                   c.checkpoint.enable ? "; the next start resumes from its checkpoint"
+                                       : "; checkpoint.enable is false, so nothing was saved");
+        std::fflush(stdout);
+      }
+      break;
+    }
   }
-  if (printing) {
+  if (printing && s.stop_signal == 0) {
     fmt::print("done: {} steps in {}\n", c.training.steps - first_step, format_duration(run_timer.seconds()));
   }
   return run_folder;
 }
+
+int Trainer::stop_signal() const { return state_->stop_signal; }
 
 }  // namespace dsv3::train

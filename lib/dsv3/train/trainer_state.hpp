@@ -39,6 +39,7 @@ struct Trainer::State {
   LrSchedule schedule;
   bool resumed = false;    // Trainer::resume() has run
   std::string start_note;  // Trainer::start_note()
+  int stop_signal = 0;     // Trainer::stop_signal()
 
   State(const JobConfig& config_, const RunLayout& layout_, std::unique_ptr<comm::ProcessGrid> grid_,
         const model::ModelArgs& args_, DType dtype);
