@@ -18,11 +18,7 @@ using namespace dsv3::comm;
 
 namespace {
 
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using dsv3::testing::world_size;
 
 // Layouts that use every group with more than one rank somewhere, for the job's rank count.
 std::vector<ParallelDims> layouts() {

@@ -2,6 +2,7 @@
 // of several layouts holds exactly the ranks that share the coordinates outside the group, in row-major order
 // of the dense view [pp, dp_replicate, dp_shard, cp, tp] or the expert view [pp, dp_replicate, edp, ep, etp].
 #include "dsv3/comm/process_grid.hpp"
+#include "support/testing.hpp"
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -15,17 +16,8 @@ using namespace dsv3::comm;
 
 namespace {
 
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
-
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+using dsv3::testing::world_rank;
+using dsv3::testing::world_size;
 
 using Coordinates = std::array<int, 5>;
 

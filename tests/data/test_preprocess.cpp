@@ -7,6 +7,7 @@
 #include "dsv3/data/tokenizer.hpp"
 #include "dsv3/io/token_dataset.hpp"
 #include "io/io_testing.hpp"
+#include "support/testing.hpp"
 
 #include <doctest/doctest.h>
 #include <mpi.h>
@@ -21,11 +22,7 @@ using dsv3::testing::ScratchDirectory;
 
 namespace {
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+using dsv3::testing::world_rank;
 
 // The first `ranks` ranks of MPI_COMM_WORLD (MPI_COMM_NULL on the others).
 class FirstRanks {

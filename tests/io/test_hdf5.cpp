@@ -4,6 +4,7 @@
 #include "dsv3/io/collective.hpp"
 #include "dsv3/io/hdf5.hpp"
 #include "io/io_testing.hpp"
+#include "support/testing.hpp"
 
 #include <doctest/doctest.h>
 #include <mpi.h>
@@ -18,17 +19,8 @@ using dsv3::testing::ScratchDirectory;
 
 namespace {
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
+using dsv3::testing::world_rank;
+using dsv3::testing::world_size;
 
 }  // namespace
 

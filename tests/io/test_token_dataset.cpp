@@ -4,6 +4,7 @@
 #include "dsv3/io/hdf5.hpp"
 #include "dsv3/io/token_dataset.hpp"
 #include "io/io_testing.hpp"
+#include "support/testing.hpp"
 
 #include <doctest/doctest.h>
 #include <mpi.h>
@@ -17,11 +18,7 @@ using dsv3::testing::ScratchDirectory;
 
 namespace {
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+using dsv3::testing::world_rank;
 
 const TokenizerIdentity kTokenizer{"fingerprint-of-test-tokenizer", 100, 1, 2};
 

@@ -8,6 +8,7 @@
 #include "dsv3/train/trainer.hpp"
 
 #include "io/io_testing.hpp"
+#include "support/testing.hpp"
 #include "train/train_testing.hpp"
 
 #include <doctest/doctest.h>
@@ -23,22 +24,13 @@ using train::Trainer;
 
 namespace {
 
+using dsv3::testing::world_rank;
+using dsv3::testing::world_size;
+
 constexpr std::int64_t kSeqLen = 16;
 constexpr std::int64_t kGlobalBatch = 8;
 constexpr std::int64_t kMicroBatches = 2;
 constexpr int kSteps = 3;
-
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
-
-int world_size() {
-  int size = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  return size;
-}
 
 // debugmodel's structure at a size that trains in milliseconds.
 model::ModelArgs shrunk_debug_model() {

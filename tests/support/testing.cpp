@@ -2,6 +2,8 @@
 
 #include "dsv3/core/error.hpp"
 
+#include <mpi.h>
+
 #include <algorithm>
 #include <cmath>
 
@@ -148,6 +150,18 @@ Comparison check_gradients(const std::function<Tensor()>& forward, const Tensor&
     }
   }
   return result;
+}
+
+int world_rank() {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+int world_size() {
+  int size = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size;
 }
 
 }  // namespace dsv3::testing

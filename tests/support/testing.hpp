@@ -49,6 +49,10 @@ Comparison check_gradients(const std::function<Tensor()>& forward, const Tensor&
 // Σ a ⊙ b in f64 over two tensors of the same shape.
 double dot(const Tensor& a, const Tensor& b);
 
+// This process's rank in MPI_COMM_WORLD and the number of ranks, for MPI tests.
+int world_rank();
+int world_size();
+
 }  // namespace dsv3::testing
 
 // REQUIRE-style check with the comparison's report on failure.

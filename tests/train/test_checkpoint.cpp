@@ -8,6 +8,7 @@
 #include "dsv3/train/trainer.hpp"
 
 #include "io/io_testing.hpp"
+#include "support/testing.hpp"
 #include "train/train_testing.hpp"
 
 #include <doctest/doctest.h>
@@ -24,13 +25,9 @@ using train::Trainer;
 
 namespace {
 
-constexpr int kSteps = 6;
+using dsv3::testing::world_rank;
 
-int world_rank() {
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank;
-}
+constexpr int kSteps = 6;
 
 // The tiny model's job with a global batch of 4 sequences on `ranks` FSDP ranks, checkpoints in `folder`.
 train::JobConfig job(const ScratchDirectory& scratch, int ranks, const std::string& folder,
@@ -132,8 +129,9 @@ TEST_CASE("checkpoint: the last, model-only checkpoint in bfloat16 gives another
   std::vector<float> trained;
   std::filesystem::path exported;
   {
-    Trainer trainer(job(scratch, 2, "export", {"--training.steps=2", "--checkpoint.last_save_model_only=true",
-                                               "--checkpoint.export_dtype=bfloat16", "--checkpoint.interval=5"}),
+    Trainer trainer(job(scratch, 2, "export",
+                        {"--training.steps=2", "--checkpoint.last_save_model_only=true",
+                         "--checkpoint.export_dtype=bfloat16", "--checkpoint.interval=5"}),
                     tiny_model(16), MPI_COMM_WORLD);
     trainer.train({1.0, "test"});
     trained = full_weights(trainer);
@@ -195,11 +193,11 @@ TEST_CASE("checkpoint: a truncated file, a flipped byte, a missing dataset, anot
     other.save_checkpoint(true);
   }
   const std::string other_model = (scratch / "wider" / "step-1.h5").string();
-  CHECK_ERROR_CONTAINS(
-      Trainer(job(scratch, 2, "fresh", {"--checkpoint.initial_load_path=" + other_model}), tiny_model(16),
-              MPI_COMM_WORLD)
-          .resume(),
-      other_model, "a checkpoint of another model: model_args dim = 48 in the file but 32 in this run");
+  CHECK_ERROR_CONTAINS(Trainer(job(scratch, 2, "fresh", {"--checkpoint.initial_load_path=" + other_model}),
+                               tiny_model(16), MPI_COMM_WORLD)
+                           .resume(),
+                       other_model,
+                       "a checkpoint of another model: model_args dim = 48 in the file but 32 in this run");
 
   // Every rank saw the error and they are still in step.
   MPI_Barrier(MPI_COMM_WORLD);
