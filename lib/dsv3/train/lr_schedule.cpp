@@ -2,6 +2,8 @@
 
 #include "dsv3/core/error.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -27,9 +29,15 @@ LrSchedule::LrSchedule(const LrScheduleConfig& config) : config_(config) {
   decay_steps_ = config.decay_ratio < 0
                      ? config.training_steps - config.warmup_steps
                      : static_cast<std::int64_t>(std::llround(static_cast<double>(config.training_steps) * config.decay_ratio));
-  DSV3_CHECK(config.warmup_steps + decay_steps_ <= config.training_steps,
-             "lr_scheduler: warmup_steps ({}) + decay steps ({} = round(steps · decay_ratio)) exceed training.steps ({})",
-             config.warmup_steps, decay_steps_, config.training_steps);
+  // As torchtitan: a decay that does not fit after the warmup is shortened to the steps left, with a warning.
+  if (config.warmup_steps + decay_steps_ > config.training_steps) {
+    const std::int64_t fitting = config.training_steps - config.warmup_steps;
+    adjustment_ = fmt::format(
+        "lr_scheduler: warmup_steps ({}) + decay steps ({} = round(steps · decay_ratio)) exceed training.steps ({}); "
+        "decaying over {} steps instead",
+        config.warmup_steps, decay_steps_, config.training_steps, fitting);
+    decay_steps_ = fitting;
+  }
   stable_steps_ = config.training_steps - config.warmup_steps - decay_steps_;
 }
 

@@ -27,11 +27,14 @@ class LrSchedule {
   std::int64_t warmup_steps() const { return config_.warmup_steps; }
   std::int64_t decay_steps() const { return decay_steps_; }
   std::int64_t stable_steps() const { return stable_steps_; }
+  // Why the decay is shorter than decay_ratio asks (it did not fit after the warmup); empty when it is not.
+  const std::string& adjustment() const { return adjustment_; }
 
  private:
   LrScheduleConfig config_;
   std::int64_t decay_steps_;
   std::int64_t stable_steps_;
+  std::string adjustment_;
 };
 
 }  // namespace dsv3::train

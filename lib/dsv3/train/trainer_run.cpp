@@ -104,6 +104,7 @@ std::filesystem::path Trainer::train(const DevicePeak& peak) {
         c.optimizer.lr, c.optimizer.beta1, c.optimizer.beta2, c.optimizer.eps, c.optimizer.weight_decay,
         s.schedule.warmup_steps(), c.lr_scheduler.decay_type, s.schedule.decay_steps(), c.lr_scheduler.min_lr_factor,
         c.training.max_norm);
+    if (!s.schedule.adjustment().empty()) fmt::print("  warning: {}\n", s.schedule.adjustment());
     // At seq_len 0 the attention term vanishes: what remains is 6 × the active matmul parameters.
     fmt::print(
         "FLOPs per token: 6 × {} active matmul parameters (output head included, embedding excluded) + 6 × "
