@@ -290,6 +290,13 @@ std::span<const std::byte> SafetensorsFile::data(const SafetensorsTensor& tensor
   return {mapping_ + data_start_ + tensor.begin, tensor.bytes()};
 }
 
+void SafetensorsFile::prefetch(std::span<const std::byte> bytes) const {
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto first = reinterpret_cast<std::uintptr_t>(bytes.data()) / page * page;
+  const auto last = reinterpret_cast<std::uintptr_t>(bytes.data() + bytes.size());
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_WILLNEED);
+}
+
 void SafetensorsFile::release(std::span<const std::byte> bytes) const {
   // Whole pages inside the range only: a neighbouring tensor may still be in use.
   const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));

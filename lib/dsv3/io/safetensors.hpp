@@ -72,8 +72,11 @@ class SafetensorsFile {
   const SafetensorsTensor* find(std::string_view name) const;
   // The tensor's bytes (the tensor must be one of this file's).
   std::span<const std::byte> data(const SafetensorsTensor& tensor) const;
-  // Returns the pages of `bytes` (part of this file's mapping) to the page cache: a streaming reader keeps its
-  // resident memory small instead of accumulating the whole file.
+  // Starts reading `bytes` (part of this file's mapping) from disk in the background, so that a streaming reader
+  // overlaps the reading of its next chunk with the work on the current one.
+  void prefetch(std::span<const std::byte> bytes) const;
+  // Returns the pages of `bytes` to the page cache: a streaming reader keeps its resident memory small instead of
+  // accumulating the whole file.
   void release(std::span<const std::byte> bytes) const;
 
  private:

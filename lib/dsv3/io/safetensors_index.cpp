@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
-#include <sstream>
 
 namespace dsv3::io {
 
@@ -60,12 +59,6 @@ SafetensorsCheckpoint::Located SafetensorsCheckpoint::find(std::string_view name
   DSV3_CHECK(tensor, "{}: the index puts tensor '{}' in {}, which does not hold it", folder_.string(), name,
              file.path().string());
   return {&file, tensor};
-}
-
-std::uint64_t SafetensorsCheckpoint::bytes_of(const std::vector<std::string>& names) const {
-  std::uint64_t bytes = 0;
-  for (const std::string& name : names) bytes += find(name).tensor->bytes();
-  return bytes;
 }
 
 void write_safetensors_index(const std::filesystem::path& folder, std::uint64_t total_size,

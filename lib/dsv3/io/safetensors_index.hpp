@@ -36,8 +36,6 @@ class SafetensorsCheckpoint {
   // The tensor and its file; an error naming the folder and the tensor when there is none, or when the index
   // names a shard that does not hold it.
   Located find(std::string_view name) const;
-  // The total data bytes of the tensors named (from the shards' headers: opens their files).
-  std::uint64_t bytes_of(const std::vector<std::string>& names) const;
 
  private:
   const SafetensorsFile& shard(const std::string& file) const;

@@ -86,7 +86,7 @@ std::vector<Entry> checkpoint_entries(const CheckpointState& state, bool model_o
   for (std::size_t i = 0; i < specs.size(); ++i) shards("model/" + specs[i].name, i, state.params);
   for (std::size_t layer = 0; layer < state.expert_biases.size(); ++layer) {
     if (state.expert_biases[layer].defined())
-      whole(fmt::format("model/layers.{}.moe.expert_bias", layer), state.expert_biases[layer], DType::f32);
+      whole("model/" + expert_bias_name(static_cast<std::int64_t>(layer)), state.expert_biases[layer], DType::f32);
   }
   if (model_only) return entries;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -182,6 +182,19 @@ std::string model_args_json(const model::ModelArgs& a) {
   return args.dump();
 }
 
+std::string expert_bias_name(std::int64_t layer) { return fmt::format("layers.{}.moe.expert_bias", layer); }
+
+void write_checkpoint_attributes(const h5::File& file, std::int64_t step, const CheckpointContents& contents) {
+  file.write_string_attribute("format", "dsv3 checkpoint");
+  file.write_int_attribute("schema_version", kCheckpointSchemaVersion);
+  file.write_int_attribute("step", step);
+  file.write_int_attribute("model_only", contents.model_only ? 1 : 0);
+  file.write_string_attribute("dtype", dtype_label(contents.dtype));
+  file.write_string_attribute("model_args", contents.model_args);
+  file.write_string_attribute("config", contents.config);
+  file.write_string_attribute("checksum_algorithm", kChecksumAlgorithm);
+}
+
 void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const CheckpointState& state,
                       const TrainingProgress& progress, const CheckpointContents& contents) {
   DSV3_CHECK(contents.dtype == DType::f32 || contents.dtype == DType::f64 || contents.dtype == DType::bf16,
@@ -199,14 +212,7 @@ void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const Ch
   io::all_reduce(checksums, comm);
 
   const h5::File file = h5::File::open(path, h5::File::Mode::create, comm);
-  file.write_string_attribute("format", "dsv3 checkpoint");
-  file.write_int_attribute("schema_version", kCheckpointSchemaVersion);
-  file.write_int_attribute("step", progress.step);
-  file.write_int_attribute("model_only", contents.model_only ? 1 : 0);
-  file.write_string_attribute("dtype", dtype_label(contents.dtype));
-  file.write_string_attribute("model_args", contents.model_args);
-  file.write_string_attribute("config", contents.config);
-  file.write_string_attribute("checksum_algorithm", kChecksumAlgorithm);
+  write_checkpoint_attributes(file, progress.step, contents);
   if (!contents.model_only) {
     const h5::Group train = file.create_group("/train");
     train.write_int_attribute("step", progress.step);

@@ -37,6 +37,10 @@
 #include <string>
 #include <vector>
 
+namespace dsv3::io::h5 {
+class File;
+}
+
 namespace dsv3::train {
 
 inline constexpr std::int64_t kCheckpointSchemaVersion = 1;
@@ -69,6 +73,13 @@ struct CheckpointContents {
 
 // The model args as the JSON object stored in the checkpoint.
 std::string model_args_json(const model::ModelArgs& args);
+
+// "layers.<l>.moe.expert_bias": the name under /model of a MoE layer's routing bias.
+std::string expert_bias_name(std::int64_t layer);
+
+// The root attributes of a checkpoint (the schema above), written collectively: what write_checkpoint and
+// ModelCheckpointWriter (model_checkpoint.hpp) share.
+void write_checkpoint_attributes(const io::h5::File& file, std::int64_t step, const CheckpointContents& contents);
 
 // Writes `path` (created or truncated). Collective over `comm`, every rank of the job.
 void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const CheckpointState& state,
