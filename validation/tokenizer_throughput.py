@@ -2,7 +2,7 @@
 """Single-core encoding throughput of dsv3's tokenizer against Hugging Face `tokenizers`, on the same
 tokenizer.json and the same documents, and a check that both give the same ids on them.
 
-  python3 validation/tokenizer_throughput.py --tool build-tokenizer/tests/data/dsv3_tokenizer_tool
+  python3 validation/tokenizer_throughput.py --tool build/release/tests/data/dsv3_tokenizer_tool
 
 Documents: every entry of /usr/share/games/fortunes/*.u8 (English, ~2.5 MB; Debian package `fortunes`) plus
 the multilingual corpus of the test fixtures, or --corpus FILE (documents separated by NUL bytes).
