@@ -24,9 +24,6 @@ using train::Trainer;
 
 namespace {
 
-using dsv3::testing::world_rank;
-using dsv3::testing::world_size;
-
 constexpr std::int64_t kSeqLen = 16;
 constexpr std::int64_t kGlobalBatch = 8;
 constexpr std::int64_t kMicroBatches = 2;

@@ -25,8 +25,6 @@ using train::Trainer;
 
 namespace {
 
-using dsv3::testing::world_rank;
-
 constexpr int kSteps = 6;
 
 // The tiny model's job with a global batch of 4 sequences on `ranks` FSDP ranks, checkpoints in `folder`.
@@ -41,18 +39,6 @@ train::JobConfig job(const ScratchDirectory& scratch, int ranks, const std::stri
                                         "--checkpoint.last_save_model_only=false"};
   arguments.insert(arguments.end(), overrides.begin(), overrides.end());
   return tiny_job(scratch / "data.h5", scratch.path(), arguments);
-}
-
-std::vector<float> full_weights(Trainer& trainer) {
-  std::vector<float> weights;
-  for (const model::ParameterSpec& spec : trainer.data_parallel().layout().specs()) {
-    const Tensor full = trainer.data_parallel().full_parameter(spec.name);
-    weights.insert(weights.end(), full.data<float>(), full.data<float>() + full.numel());
-  }
-  for (const Tensor& bias : trainer.model().expert_biases()) {
-    if (bias.defined()) weights.insert(weights.end(), bias.data<float>(), bias.data<float>() + bias.numel());
-  }
-  return weights;
 }
 
 void check_exact_resume(const ScratchDirectory& scratch, int ranks, MPI_Comm comm, const std::string& folder) {

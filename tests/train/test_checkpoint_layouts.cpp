@@ -31,18 +31,6 @@ train::JobConfig job(const ScratchDirectory& scratch, int replicas, int shards) 
                    "--checkpoint.last_save_model_only=false"});
 }
 
-std::vector<float> full_weights(Trainer& trainer) {
-  std::vector<float> weights;
-  for (const model::ParameterSpec& spec : trainer.data_parallel().layout().specs()) {
-    const Tensor full = trainer.data_parallel().full_parameter(spec.name);
-    weights.insert(weights.end(), full.data<float>(), full.data<float>() + full.numel());
-  }
-  for (const Tensor& bias : trainer.model().expert_biases()) {
-    if (bias.defined()) weights.insert(weights.end(), bias.data<float>(), bias.data<float>() + bias.numel());
-  }
-  return weights;
-}
-
 // Resumes on `comm` with the given degrees and checks the weights and the continued losses.
 void check_resumed(const ScratchDirectory& scratch, MPI_Comm comm, int replicas, int shards,
                    const std::vector<float>& saved_weights, const std::vector<double>& losses) {

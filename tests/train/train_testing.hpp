@@ -5,6 +5,7 @@
 #include "dsv3/io/token_dataset.hpp"
 #include "dsv3/model/model_args.hpp"
 #include "dsv3/train/job_config.hpp"
+#include "dsv3/train/trainer.hpp"
 
 #include <mpi.h>
 
@@ -91,6 +92,20 @@ inline train::JobConfig tiny_job(const std::filesystem::path& dataset, const std
                                         "--metrics.peak_tflops=1"};
   arguments.insert(arguments.end(), overrides.begin(), overrides.end());
   return train::parse_job_config(arguments);
+}
+
+// Every parameter of an f32 trainer gathered at its logical shape, in spec order, then the expert biases:
+// collective over the trainer's ranks, the same on each.
+inline std::vector<float> full_weights(train::Trainer& trainer) {
+  std::vector<float> weights;
+  for (const model::ParameterSpec& spec : trainer.data_parallel().layout().specs()) {
+    const Tensor full = trainer.data_parallel().full_parameter(spec.name);
+    weights.insert(weights.end(), full.data<float>(), full.data<float>() + full.numel());
+  }
+  for (const Tensor& bias : trainer.model().expert_biases()) {
+    if (bias.defined()) weights.insert(weights.end(), bias.data<float>(), bias.data<float>() + bias.numel());
+  }
+  return weights;
 }
 
 }  // namespace dsv3::testing

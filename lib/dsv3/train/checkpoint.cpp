@@ -31,19 +31,6 @@ constexpr const char* kChecksumAlgorithm =
 // stored), the bias update speed (a training setting) and the initialisation (only the first weights).
 constexpr std::array<const char*, 4> kArgsNotCompared = {"flavor", "max_seq_len", "load_balance_coeff", "init"};
 
-std::string dtype_label(DType dtype) {
-  switch (dtype) {
-    case DType::f32:
-      return "float32";
-    case DType::f64:
-      return "float64";
-    case DType::bf16:
-      return "bfloat16";
-    default:
-      return std::string(dtype_name(dtype));
-  }
-}
-
 // One dataset of the checkpoint as this rank sees it: its name and logical shape, and the elements it holds,
 // [begin, begin + local.numel()) of the flattened tensor (local undefined: none).
 struct Entry {
@@ -189,10 +176,38 @@ void write_checkpoint_attributes(const h5::File& file, std::int64_t step, const 
   file.write_int_attribute("schema_version", kCheckpointSchemaVersion);
   file.write_int_attribute("step", step);
   file.write_int_attribute("model_only", contents.model_only ? 1 : 0);
-  file.write_string_attribute("dtype", dtype_label(contents.dtype));
+  file.write_string_attribute("dtype", checkpoint_dtype_name(contents.dtype));
   file.write_string_attribute("model_args", contents.model_args);
   file.write_string_attribute("config", contents.config);
   file.write_string_attribute("checksum_algorithm", kChecksumAlgorithm);
+}
+
+void check_checkpoint_schema(const h5::File& file, const std::string& name) {
+  DSV3_CHECK(file.has_attribute("schema_version"), "{}: not a dsv3 checkpoint (no attribute 'schema_version' on /)",
+             name);
+  const std::int64_t version = file.read_int_attribute("schema_version");
+  DSV3_CHECK(version == kCheckpointSchemaVersion, "{}: checkpoint schema version {}, but this dsv3 reads version {}",
+             name, version, kCheckpointSchemaVersion);
+}
+
+std::string checkpoint_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::bf16:
+      return "bfloat16";
+    default:
+      fail("checkpoint: {} is not a stored dtype (float32, float64, bfloat16)", dtype_name(dtype));
+  }
+}
+
+DType parse_checkpoint_dtype(const std::string& name, const std::string& what) {
+  for (const DType dtype : {DType::f32, DType::f64, DType::bf16}) {
+    if (name == checkpoint_dtype_name(dtype)) return dtype;
+  }
+  fail("{}: dtype '{}' is not one of float32, float64, bfloat16", what, name);
 }
 
 void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const CheckpointState& state,
@@ -239,11 +254,7 @@ TrainingProgress read_checkpoint(const std::filesystem::path& path, MPI_Comm com
                                  const model::ModelArgs& args, bool model_only) {
   const std::string name = path.string();
   const h5::File file = h5::File::open(path, h5::File::Mode::read, comm);
-  DSV3_CHECK(file.has_attribute("schema_version"), "{}: not a dsv3 checkpoint (no attribute 'schema_version' on /)",
-             name);
-  const std::int64_t version = file.read_int_attribute("schema_version");
-  DSV3_CHECK(version == kCheckpointSchemaVersion, "{}: checkpoint schema version {}, but this dsv3 reads version {}",
-             name, version, kCheckpointSchemaVersion);
+  check_checkpoint_schema(file, name);
   check_model_args(name, file.read_string_attribute("model_args"), args);
   DSV3_CHECK(model_only || file.read_int_attribute("model_only") == 0,
              "{}: a model-only checkpoint (no optimizer state, no progress): it can give initial weights "

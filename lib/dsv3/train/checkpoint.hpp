@@ -80,6 +80,14 @@ std::string expert_bias_name(std::int64_t layer);
 // The root attributes of a checkpoint (the schema above), written collectively: what write_checkpoint and
 // ModelCheckpointWriter (model_checkpoint.hpp) share.
 void write_checkpoint_attributes(const io::h5::File& file, std::int64_t step, const CheckpointContents& contents);
+// What read_checkpoint and ModelCheckpointReader check first: `file` (named `name` in errors) is a dsv3 checkpoint of
+// schema version kCheckpointSchemaVersion.
+void check_checkpoint_schema(const io::h5::File& file, const std::string& name);
+
+// The names of stored dtypes, in the root attribute `dtype` and in checkpoint.export_dtype: "float32", "float64",
+// "bfloat16". Parsing any other name is an error naming `what` (the file or the key).
+std::string checkpoint_dtype_name(DType dtype);
+DType parse_checkpoint_dtype(const std::string& name, const std::string& what);
 
 // Writes `path` (created or truncated). Collective over `comm`, every rank of the job.
 void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const CheckpointState& state,

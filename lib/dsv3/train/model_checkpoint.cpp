@@ -147,14 +147,9 @@ struct ModelCheckpointReader::Open {
 ModelCheckpointReader::ModelCheckpointReader(const std::filesystem::path& path) : path_(path) {
   const std::string name = path.string();
   h5::File file = h5::File::open(path, h5::File::Mode::read);
-  DSV3_CHECK(file.has_attribute("schema_version"), "{}: not a dsv3 checkpoint (no attribute 'schema_version' on /)",
-             name);
-  const std::int64_t version = file.read_int_attribute("schema_version");
-  DSV3_CHECK(version == kCheckpointSchemaVersion, "{}: checkpoint schema version {}, but this dsv3 reads version {}",
-             name, version, kCheckpointSchemaVersion);
+  check_checkpoint_schema(file, name);
   args_ = model_args_from_json(file.read_string_attribute("model_args"), name);
-  const std::string dtype = file.read_string_attribute("dtype");
-  dtype_ = dtype == "bfloat16" ? DType::bf16 : dtype == "float64" ? DType::f64 : DType::f32;
+  dtype_ = parse_checkpoint_dtype(file.read_string_attribute("dtype"), name + ": attribute 'dtype' of /");
   datasets_ = model_datasets(args_, dtype_);
   open_ = std::make_unique<Open>(Open{std::move(file), {}, {}});
 }

@@ -62,7 +62,7 @@ void broadcast(std::string& text, MPI_Comm comm) {
 
 DType export_dtype(const JobConfig& config, DType training_dtype, bool model_only) {
   if (!model_only) return training_dtype;
-  return config.checkpoint.export_dtype == "bfloat16" ? DType::bf16 : DType::f32;
+  return parse_checkpoint_dtype(config.checkpoint.export_dtype, "checkpoint.export_dtype");
 }
 
 }  // namespace
