@@ -1,5 +1,7 @@
 #include "dsv3/ops/common.hpp"
 
+#include "dsv3/ops/cuda_dispatch.hpp"
+
 namespace dsv3::ops {
 
 void expect_defined(const char* op, const char* name, const Tensor& tensor) {
@@ -25,6 +27,11 @@ void expect_dtype(const char* op, const char* name, const Tensor& tensor, DType 
 
 void expect_float(const char* op, const char* name, const Tensor& tensor) {
   expect_defined(op, name, tensor);
+  if (tensor.device() == Device::cuda) {
+    DSV3_CHECK(tensor.dtype() == DType::f32 || tensor.dtype() == DType::bf16, "{}: {} is {}, expected f32 or bf16",
+               op, name, tensor.describe());
+    return;
+  }
   DSV3_CHECK(tensor.dtype() == DType::f32 || tensor.dtype() == DType::f64, "{}: {} is {}, expected f32 or f64", op,
              name, tensor.describe());
 }
@@ -65,6 +72,16 @@ void expect_same_dtype(const char* op, std::initializer_list<const Tensor*> tens
     DSV3_CHECK(tensor->dtype() == first->dtype(), "{}: tensors of different dtypes ({} and {})", op,
                first->describe(), tensor->describe());
   }
+}
+
+cuda::Float cuda_float(const char* op, const char* name, const Tensor& tensor) {
+  expect_float(op, name, tensor);
+  return tensor.dtype() == DType::f32 ? cuda::Float::f32 : cuda::Float::bf16;
+}
+
+cuda::Index cuda_index(const char* op, const char* name, const Tensor& tensor) {
+  expect_index(op, name, tensor);
+  return tensor.dtype() == DType::i32 ? cuda::Index::i32 : cuda::Index::i64;
 }
 
 void unsupported_device(const char* op, Device device) {

@@ -18,7 +18,8 @@ void expect_defined(const char* op, const char* name, const Tensor& tensor);
 void expect_shape(const char* op, const char* name, const Tensor& tensor, const Shape& expected);
 void expect_rank(const char* op, const char* name, const Tensor& tensor, int rank);
 void expect_dtype(const char* op, const char* name, const Tensor& tensor, DType dtype);
-void expect_float(const char* op, const char* name, const Tensor& tensor);  // f32 or f64: the CPU compute types
+// The compute dtypes: f32 or f64 on the CPU (f64 for gradient checks), f32 or bf16 on CUDA.
+void expect_float(const char* op, const char* name, const Tensor& tensor);
 void expect_index(const char* op, const char* name, const Tensor& tensor);  // i32 or i64
 void expect_on_host(const char* op, const char* name, const Tensor& tensor);
 // All defined tensors of the list are on the same device as the first one.

@@ -1,6 +1,8 @@
 #include "dsv3/ops/elementwise.hpp"
 
 #include "dsv3/ops/cpu/elementwise.hpp"
+#include "dsv3/ops/cuda/elementwise.hpp"
+#include "dsv3/ops/cuda_dispatch.hpp"
 
 namespace dsv3::ops {
 
@@ -13,9 +15,29 @@ void expect_like(const char* op, const char* name, const Tensor& tensor, const T
   expect_same_device(op, {&like, &tensor});
 }
 
+cuda::Storage cuda_storage(const char* op, const Tensor& tensor) {
+  switch (tensor.dtype()) {
+    case DType::f32: return cuda::Storage::f32;
+    case DType::bf16: return cuda::Storage::bf16;
+    case DType::fp8_e4m3: return cuda::Storage::fp8_e4m3;
+    default: fail("{}: {} has no CUDA float storage (f32, bf16 or fp8 e4m3)", op, tensor.describe());
+  }
+}
+
+void convert_on_cuda(const Tensor& dst, const Tensor& src, Stream stream) {
+  const char* op = "convert";
+  if (is_floating(src.dtype())) {
+    cuda::convert_float(dst.raw(), cuda_storage(op, dst), src.raw(), cuda_storage(op, src), src.numel(),
+                        stream.handle);
+  } else {
+    cuda::convert_index(dst.raw(), cuda_index(op, "dst", dst), src.raw(), cuda_index(op, "src", src), src.numel(),
+                        stream.handle);
+  }
+}
+
 }  // namespace
 
-void convert(const Tensor& dst, const Tensor& src, Stream) {
+void convert(const Tensor& dst, const Tensor& src, Stream stream) {
   const char* op = "convert";
   expect_defined(op, "src", src);
   expect_shape(op, "dst", dst, src.shape());
@@ -23,44 +45,56 @@ void convert(const Tensor& dst, const Tensor& src, Stream) {
              "{}: cannot convert src {} to dst {}: float and index dtypes do not mix", op, src.describe(),
              dst.describe());
   expect_same_device(op, {&dst, &src});
-  if (dst.device() != Device::cpu) unsupported_device(op, dst.device());
+  if (dst.device() == Device::cuda) return DSV3_ON_CUDA(op, convert_on_cuda(dst, src, stream));
   cpu::convert(dst, src);
 }
 
-void round_to_bf16(const Tensor& y, const Tensor& x, Stream) {
+void round_to_bf16(const Tensor& y, const Tensor& x, Stream stream) {
   const char* op = "round_to_bf16";
   expect_dtype(op, "x", x, DType::f32);
   expect_like(op, "y", y, x);
-  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (x.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::round_to_bf16(y.data<float>(), x.data<float>(), x.numel(), stream.handle));
+  }
   cpu::round_to_bf16(y, x);
 }
 
-void fill(const Tensor& y, double value, Stream) {
-  expect_float("fill", "y", y);
-  if (y.device() != Device::cpu) unsupported_device("fill", y.device());
+void fill(const Tensor& y, double value, Stream stream) {
+  const char* op = "fill";
+  expect_float(op, "y", y);
+  if (y.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::fill(y.raw(), cuda_float(op, "y", y), value, y.numel(), stream.handle));
+  }
   cpu::fill(y, value);
 }
 
-void add(const Tensor& y, const Tensor& a, const Tensor& b, Stream) {
+void add(const Tensor& y, const Tensor& a, const Tensor& b, Stream stream) {
   const char* op = "add";
   expect_float(op, "a", a);
   expect_like(op, "b", b, a);
   expect_like(op, "y", y, a);
-  if (a.device() != Device::cpu) unsupported_device(op, a.device());
+  if (a.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::add(y.raw(), a.raw(), b.raw(), cuda_float(op, "a", a), a.numel(), stream.handle));
+  }
   cpu::add(y, a, b);
 }
 
-void axpy(const Tensor& y, double alpha, const Tensor& x, Stream) {
+void axpy(const Tensor& y, double alpha, const Tensor& x, Stream stream) {
   const char* op = "axpy";
   expect_float(op, "x", x);
   expect_like(op, "y", y, x);
-  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (x.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::axpy(y.raw(), alpha, x.raw(), cuda_float(op, "x", x), x.numel(), stream.handle));
+  }
   cpu::axpy(y, alpha, x);
 }
 
-void scale(const Tensor& y, double alpha, Stream) {
-  expect_float("scale", "y", y);
-  if (y.device() != Device::cpu) unsupported_device("scale", y.device());
+void scale(const Tensor& y, double alpha, Stream stream) {
+  const char* op = "scale";
+  expect_float(op, "y", y);
+  if (y.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::scale(y.raw(), alpha, cuda_float(op, "y", y), y.numel(), stream.handle));
+  }
   cpu::scale(y, alpha);
 }
 

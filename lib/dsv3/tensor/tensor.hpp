@@ -71,6 +71,8 @@ class Tensor {
   void zero() const;
 
   bool shares_storage_with(const Tensor& other) const { return storage_ == other.storage_; }
+  // The allocation behind the view, to lay other views over the same bytes (Tensor(storage, offset, …)).
+  const std::shared_ptr<Storage>& storage() const { return storage_; }
   std::string describe() const;  // "f32[2, 3]@cpu"
 
  private:

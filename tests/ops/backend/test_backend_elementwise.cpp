@@ -1,0 +1,91 @@
+#include "dsv3/ops/elementwise.hpp"
+
+#include "backend_ops.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace dsv3;
+using namespace dsv3::testing;
+using namespace dsv3::testing::backend;
+
+namespace {
+
+// Odd sizes on purpose: kernels must handle tails; 0 must be a no-op.
+const Shape kShapes[] = {Shape{0}, Shape{1}, Shape{7, 13}, Shape{3, 1000, 3}};
+
+}  // namespace
+
+TEST_CASE("backend elementwise: add, axpy, scale, fill") {
+  Rng rng(1);
+  for (const DType dtype : kDeviceFloatTypes) {
+    for (const Shape& shape : kShapes) {
+      const Tensor a = random_representable(shape, dtype, rng);
+      const Tensor b = random_representable(shape, dtype, rng);
+      const DeviceTensor da = DeviceTensor::upload(a, dtype), db = DeviceTensor::upload(b, dtype);
+      const std::string where = std::string(dtype_name(dtype)) + " " + shape.to_string();
+
+      const DeviceTensor sum = DeviceTensor::poisoned(shape, dtype);
+      ops::add(sum, da, db);
+      const Tensor expected_sum = Tensor::empty(shape, DType::f32);
+      ops::add(expected_sum, a, b);
+      check_output("add " + where, sum, expected_sum, nmse_threshold(dtype));
+
+      const DeviceTensor y = DeviceTensor::upload(a, dtype);
+      ops::axpy(y, -0.75, db);
+      const Tensor expected_axpy = a.clone();
+      ops::axpy(expected_axpy, -0.75, b);
+      check_output("axpy " + where, y, expected_axpy, nmse_threshold(dtype));
+
+      ops::scale(y, 3.0);
+      ops::scale(expected_axpy, 3.0);
+      check_output("scale " + where, y, expected_axpy, nmse_threshold(dtype));
+
+      const DeviceTensor filled = DeviceTensor::poisoned(shape, dtype);
+      ops::fill(filled, 0.3125);
+      const Tensor expected_fill = Tensor::empty(shape, DType::f32);
+      ops::fill(expected_fill, 0.3125);
+      check_output("fill " + where, filled, expected_fill, 0.0);
+    }
+  }
+}
+
+TEST_CASE("backend elementwise: convert between f32, bf16 and fp8, and between index dtypes") {
+  Rng rng(2);
+  for (const Shape& shape : kShapes) {
+    // Spread over fp8's range and past it (saturation), with exact ties for round-to-nearest-even.
+    const Tensor x = random_uniform(shape, DType::f32, rng, -600.0, 600.0);
+    for (const DType to : {DType::bf16, DType::fp8_e4m3}) {
+      const DeviceTensor source = DeviceTensor::upload(x, DType::f32);
+      const DeviceTensor narrowed = DeviceTensor::poisoned(shape, to);
+      ops::convert(narrowed, source);
+      const Tensor expected = Tensor::empty(shape, to);
+      ops::convert(expected, x);
+      // Bit-exact: both round once to nearest even and saturate the same way.
+      const Tensor expected_f32 = Tensor::empty(shape, DType::f32);
+      ops::convert(expected_f32, expected);
+      check_output(fmt::format("convert f32 → {} {}", dtype_name(to), shape.to_string()), narrowed, expected_f32, 0.0);
+
+      const DeviceTensor widened = DeviceTensor::poisoned(shape, DType::f32);
+      ops::convert(widened, narrowed);
+      check_output(fmt::format("convert {} → f32 {}", dtype_name(to), shape.to_string()), widened, expected_f32, 0.0);
+    }
+    const Tensor rounded = Tensor::empty(shape, DType::f32);
+    ops::round_to_bf16(rounded, x);
+    const DeviceTensor device_rounded = DeviceTensor::poisoned(shape, DType::f32);
+    ops::round_to_bf16(device_rounded, DeviceTensor::upload(x, DType::f32));
+    check_output("round_to_bf16 " + shape.to_string(), device_rounded, rounded, 0.0);
+
+    const Tensor ids = random_uniform(shape, DType::i64, rng, -1e9, 1e9);
+    const DeviceTensor narrow_ids = DeviceTensor::poisoned(shape, DType::i32);
+    ops::convert(narrow_ids, DeviceTensor::upload(ids));
+    const Tensor expected_ids = Tensor::empty(shape, DType::i32);
+    ops::convert(expected_ids, ids);
+    check_equal("convert i64 → i32 " + shape.to_string(), narrow_ids, expected_ids);
+  }
+  // Out of i32's range: an error, and the destination keeps its contents.
+  const Tensor too_big = from_values(Shape{3}, DType::i64, {1, 3e9, 2});
+  const DeviceTensor narrow = DeviceTensor::poisoned(Shape{3}, DType::i32);
+  CHECK_THROWS_WITH(ops::convert(narrow, DeviceTensor::upload(too_big)),
+                    doctest::Contains("element 1 of the i64 source does not fit in i32"));
+  check_equal("convert i64 → i32 refused", narrow, from_values(Shape{3}, DType::i32, {-1, -1, -1}));
+}
