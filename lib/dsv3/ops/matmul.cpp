@@ -1,6 +1,8 @@
 #include "dsv3/ops/matmul.hpp"
 
 #include "dsv3/ops/cpu/matmul.hpp"
+#include "dsv3/ops/cuda/matmul.hpp"
+#include "dsv3/ops/cuda_dispatch.hpp"
 
 namespace dsv3::ops {
 
@@ -57,15 +59,51 @@ void check_grouped(const char* op, const Tensor& y, const Tensor& x, const Tenso
   }
 }
 
+// The checked product on CUDA. A rank-2 b shared by a batch is folded into one product when a is not transposed
+// (a [B, m, k] is [B·m, k] and c [B·m, n]), and run entry by entry otherwise.
+void matmul_on_cuda(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options, Stream stream) {
+  const char* op = "matmul";
+  const cuda::Float type = cuda_float(op, "c", c);
+  cuda::GemmShape shape;
+  shape.m = c.size(-2);
+  shape.n = c.size(-1);
+  shape.k = options.transpose_a ? a.size(-2) : a.size(-1);
+  shape.transpose_a = options.transpose_a;
+  shape.transpose_b = options.transpose_b;
+  if (c.rank() == 3 && b.rank() == 2) {
+    if (!options.transpose_a) {
+      shape.m *= c.size(0);
+    } else {
+      for (std::int64_t entry = 0; entry < c.size(0); ++entry) {
+        cuda::gemm(c[entry].raw(), a[entry].raw(), b.raw(), type, shape, options.alpha, options.beta, stream.handle);
+      }
+      return;
+    }
+  } else if (c.rank() == 3) {
+    shape.batch = c.size(0);
+    shape.a_stride = a.size(1) * a.size(2);
+    shape.b_stride = b.size(1) * b.size(2);
+    shape.c_stride = c.size(1) * c.size(2);
+  }
+  cuda::gemm(c.raw(), a.raw(), b.raw(), type, shape, options.alpha, options.beta, stream.handle);
+}
+
+// dx = dy · w (when dx is defined), dw += dyᵀ · x.
+void linear_backward_on_cuda(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
+                             Stream stream) {
+  if (dx.defined()) matmul_on_cuda(as_matrix(dx), as_matrix(dy), w, GemmOptions{}, stream);
+  matmul_on_cuda(dw, as_matrix(dy), as_matrix(x), GemmOptions{.transpose_a = true, .beta = 1.0}, stream);
+}
+
 }  // namespace
 
-void matmul(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options, Stream) {
+void matmul(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options, Stream stream) {
   check_matmul("matmul", c, a, b, options);
-  if (c.device() != Device::cpu) unsupported_device("matmul", c.device());
+  if (c.device() == Device::cuda) return DSV3_ON_CUDA("matmul", matmul_on_cuda(c, a, b, options, stream));
   cpu::matmul(c, a, b, options);
 }
 
-void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, Stream) {
+void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, Stream stream) {
   const char* op = "linear_forward";
   expect_float(op, "x", x);
   expect_rank(op, "w", w, 2);
@@ -77,11 +115,12 @@ void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, Stream) {
   expect_shape(op, "y", y, expected);
   const GemmOptions options{.transpose_b = true};
   check_matmul(op, as_matrix(y), as_matrix(x), w, options);
-  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (x.device() == Device::cuda) return DSV3_ON_CUDA(op, matmul_on_cuda(as_matrix(y), as_matrix(x), w, options, stream));
   cpu::matmul(as_matrix(y), as_matrix(x), w, options);
 }
 
-void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w, Stream) {
+void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
+                     Stream stream) {
   const char* op = "linear_backward";
   expect_float(op, "x", x);
   expect_rank(op, "w", w, 2);
@@ -92,25 +131,34 @@ void linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const
   if (dx.defined()) expect_shape(op, "dx", dx, x.shape());
   expect_same_dtype(op, {&x, &w, &dw, &dy, &dx});
   expect_same_device(op, {&x, &w, &dw, &dy, &dx});
-  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (x.device() == Device::cuda) return DSV3_ON_CUDA(op, linear_backward_on_cuda(dx, dw, dy, x, w, stream));
   cpu::linear_backward(dx, dw, dy, x, w);
 }
 
-void grouped_linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& offsets, Stream) {
-  check_grouped("grouped_linear_forward", y, x, w, offsets);
-  if (x.device() != Device::cpu) unsupported_device("grouped_linear_forward", x.device());
+void grouped_linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& offsets, Stream stream) {
+  const char* op = "grouped_linear_forward";
+  check_grouped(op, y, x, w, offsets);
+  if (x.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::grouped_linear_forward(y.raw(), x.raw(), w.raw(), cuda_float(op, "x", x),
+                                                         offsets.data<std::int64_t>(), w.size(0), w.size(2),
+                                                         w.size(1), stream.handle));
+  }
   cpu::grouped_linear_forward(y, x, w, offsets);
 }
 
 void grouped_linear_backward(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
-                             const Tensor& offsets, Stream) {
+                             const Tensor& offsets, Stream stream) {
   const char* op = "grouped_linear_backward";
   check_grouped(op, dy, x, w, offsets);
   expect_shape(op, "dw", dw, w.shape());
   if (dx.defined()) expect_shape(op, "dx", dx, x.shape());
   expect_same_dtype(op, {&x, &dw, &dx});
   expect_same_device(op, {&x, &dw, &dx});
-  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (x.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::grouped_linear_backward(device_pointer(dx), dw.raw(), dy.raw(), x.raw(), w.raw(),
+                                                          cuda_float(op, "x", x), offsets.data<std::int64_t>(),
+                                                          w.size(0), w.size(2), w.size(1), stream.handle));
+  }
   cpu::grouped_linear_backward(dx, dw, dy, x, w, offsets);
 }
 

@@ -13,6 +13,7 @@ struct PermutePlan {
   Tensor offsets;      // i64 [E + 1] on the host: expert e owns sorted rows [offsets[e], offsets[e+1])
 };
 
+// For CUDA experts the row maps are CUDA tensors too (made on the host: the offsets must be there anyway).
 PermutePlan make_permute_plan(const Tensor& experts, std::int64_t num_experts);
 
 // y[r] = x[source_rows[r]].  x: [T, D], y: [T·K, D].

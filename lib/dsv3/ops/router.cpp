@@ -1,6 +1,8 @@
 #include "dsv3/ops/router.hpp"
 
 #include "dsv3/ops/cpu/router.hpp"
+#include "dsv3/ops/cuda/routing.hpp"
+#include "dsv3/ops/cuda_dispatch.hpp"
 
 namespace dsv3::ops {
 
@@ -18,10 +20,23 @@ void check_options(const char* op, const RouterOptions& options, std::int64_t nu
              options.top_k, options.top_groups, options.n_groups, kept_experts);
 }
 
+cuda::RouterShape cuda_router_shape(const RouterOptions& options, std::int64_t tokens, std::int64_t num_experts) {
+  cuda::RouterShape shape;
+  shape.tokens = tokens;
+  shape.experts = num_experts;
+  shape.top_k = options.top_k;
+  shape.groups = options.n_groups;
+  shape.top_groups = options.top_groups;
+  shape.sigmoid = options.score == RouterScore::sigmoid;
+  shape.route_norm = options.route_norm;
+  shape.route_scale = options.route_scale;
+  return shape;
+}
+
 }  // namespace
 
 void router_forward(const Tensor& scores, const Tensor& experts, const Tensor& weights, const Tensor& logits,
-                    const Tensor& expert_bias, const RouterOptions& options, Stream) {
+                    const Tensor& expert_bias, const RouterOptions& options, Stream stream) {
   const char* op = "router_forward";
   expect_float(op, "logits", logits);
   expect_rank(op, "logits", logits, 2);
@@ -39,12 +54,18 @@ void router_forward(const Tensor& scores, const Tensor& experts, const Tensor& w
     expect_shape(op, "expert_bias", expert_bias, Shape{num_experts});
   }
   expect_same_device(op, {&logits, &scores, &experts, &weights, &expert_bias});
-  if (logits.device() != Device::cpu) unsupported_device(op, logits.device());
+  if (logits.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::router_forward(scores.raw(), experts.data<std::int32_t>(), weights.raw(),
+                                                 logits.raw(),
+                                                 expert_bias.defined() ? expert_bias.data<float>() : nullptr,
+                                                 cuda_float(op, "logits", logits),
+                                                 cuda_router_shape(options, tokens, num_experts), stream.handle));
+  }
   cpu::router_forward(scores, experts, weights, logits, expert_bias, options);
 }
 
 void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor& scores, const Tensor& experts,
-                     const RouterOptions& options, const Tensor& dscores, Stream) {
+                     const RouterOptions& options, const Tensor& dscores, Stream stream) {
   const char* op = "router_backward";
   expect_float(op, "scores", scores);
   expect_rank(op, "scores", scores, 2);
@@ -58,7 +79,12 @@ void router_backward(const Tensor& dlogits, const Tensor& dweights, const Tensor
   if (dscores.defined()) expect_shape(op, "dscores", dscores, scores.shape());
   expect_same_dtype(op, {&scores, &dlogits, &dweights, &dscores});
   expect_same_device(op, {&scores, &dlogits, &dweights, &experts, &dscores});
-  if (scores.device() != Device::cpu) unsupported_device(op, scores.device());
+  if (scores.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::router_backward(dlogits.raw(), dweights.raw(), scores.raw(),
+                                                  experts.data<std::int32_t>(), device_pointer(dscores),
+                                                  cuda_float(op, "scores", scores),
+                                                  cuda_router_shape(options, tokens, num_experts), stream.handle));
+  }
   cpu::router_backward(dlogits, dweights, scores, experts, options, dscores);
 }
 

@@ -1,0 +1,225 @@
+#include "dsv3/ops/cuda/matmul.hpp"
+
+#include "dsv3/ops/cuda/common.cuh"
+
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+namespace dsv3::cuda {
+
+namespace {
+
+// cuBLASLt picks kernels by workspace size too; 32 MiB is what it recommends for Hopper.
+constexpr std::size_t kWorkspaceBytes = std::size_t{32} << 20;
+
+void check_lt(cublasStatus_t status, const char* call) {
+  DSV3_CHECK(status == CUBLAS_STATUS_SUCCESS, "matmul: {} failed: {}", call, cublasGetStatusString(status));
+}
+
+// The largest power of two ≤ 16 dividing the address: cuBLASLt's fast kernels need 16-byte aligned operands,
+// and row views of a tensor (an expert's rows, a batch entry) may be less aligned than the allocation.
+int alignment_of(const void* pointer) {
+  const auto address = reinterpret_cast<std::uintptr_t>(pointer);
+  int alignment = 16;
+  while (alignment > 1 && address % alignment != 0) alignment /= 2;
+  return alignment;
+}
+
+// Everything that selects a cuBLASLt plan.
+struct PlanKey {
+  GemmShape shape;
+  Float type;
+  bool accumulate;  // beta ≠ 0
+  int align_a, align_b, align_c;
+
+  auto tie() const {
+    return std::tie(shape.m, shape.n, shape.k, shape.transpose_a, shape.transpose_b, shape.batch, shape.a_stride,
+                    shape.b_stride, shape.c_stride, type, accumulate, align_a, align_b, align_c);
+  }
+  bool operator<(const PlanKey& other) const { return tie() < other.tie(); }
+};
+
+// The descriptors and the heuristic's algorithm for one key, made once. Row-major c = op(a)·op(b) is the
+// column-major product cᵀ = op(b)ᵀ·op(a)ᵀ, so cuBLASLt's "A" is our b and its "B" our a, with m and n swapped;
+// each stored row-major [r, c] matrix is a column-major [c, r] one with leading dimension c.
+class Plan {
+ public:
+  Plan(cublasLtHandle_t handle, const PlanKey& key) {
+    const GemmShape& s = key.shape;
+    const cudaDataType_t data = key.type == Float::f32 ? CUDA_R_32F : CUDA_R_16BF;
+    const cublasComputeType_t compute =
+        key.type == Float::f32 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+    check_lt(cublasLtMatmulDescCreate(&desc_, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    const cublasOperation_t op_b = s.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's A
+    const cublasOperation_t op_a = s.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's B
+    check_lt(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &op_b, sizeof op_b), "TRANSA");
+    check_lt(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &op_a, sizeof op_a), "TRANSB");
+    // b stored [k, n] (or [n, k]) row-major = column-major [n, k] (or [k, n]).
+    layout_b_ = make_layout(data, s.transpose_b ? s.k : s.n, s.transpose_b ? s.n : s.k, s.batch, s.b_stride);
+    layout_a_ = make_layout(data, s.transpose_a ? s.m : s.k, s.transpose_a ? s.k : s.m, s.batch, s.a_stride);
+    layout_c_ = make_layout(data, s.n, s.m, s.batch, s.c_stride);
+
+    cublasLtMatmulPreference_t preference = nullptr;
+    check_lt(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
+    const std::size_t workspace = kWorkspaceBytes;
+    const std::uint32_t align_a = key.align_b, align_b = key.align_a, align_c = key.align_c;  // Lt's A is our b
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace,
+                                         sizeof workspace);
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                         sizeof align_a);
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                         sizeof align_b);
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
+                                         sizeof align_c);
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
+                                         sizeof align_c);
+    int found = 0;
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, desc_, layout_b_, layout_a_, layout_c_,
+                                                                 layout_c_, preference, 1, &heuristic_, &found);
+    cublasLtMatmulPreferenceDestroy(preference);
+    check_lt(status, "cublasLtMatmulAlgoGetHeuristic");
+    DSV3_CHECK(found > 0, "matmul: cuBLASLt has no algorithm for m {} n {} k {} (transposes {} {}, batch {})", s.m,
+               s.n, s.k, s.transpose_a, s.transpose_b, s.batch);
+  }
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan() {
+    cublasLtMatrixLayoutDestroy(layout_a_);
+    cublasLtMatrixLayoutDestroy(layout_b_);
+    cublasLtMatrixLayoutDestroy(layout_c_);
+    cublasLtMatmulDescDestroy(desc_);
+  }
+
+  void run(cublasLtHandle_t handle, void* c, const void* a, const void* b, float alpha, float beta, void* workspace,
+           cudaStream_t stream) const {
+    check_lt(cublasLtMatmul(handle, desc_, &alpha, b, layout_b_, a, layout_a_, &beta, c, layout_c_, c, layout_c_,
+                            &heuristic_.algo, workspace, kWorkspaceBytes, stream),
+             "cublasLtMatmul");
+  }
+
+ private:
+  static cublasLtMatrixLayout_t make_layout(cudaDataType_t data, std::int64_t rows, std::int64_t columns,
+                                            std::int64_t batch, std::int64_t stride) {
+    cublasLtMatrixLayout_t layout = nullptr;
+    check_lt(cublasLtMatrixLayoutCreate(&layout, data, static_cast<std::uint64_t>(rows),
+                                        static_cast<std::uint64_t>(columns), rows),
+             "cublasLtMatrixLayoutCreate");
+    if (batch > 1) {
+      const std::int32_t count = static_cast<std::int32_t>(batch);
+      check_lt(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count),
+               "BATCH_COUNT");
+      check_lt(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                sizeof stride),
+               "STRIDED_BATCH_OFFSET");
+    }
+    return layout;
+  }
+
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t layout_a_ = nullptr, layout_b_ = nullptr, layout_c_ = nullptr;
+  cublasLtMatmulHeuristicResult_t heuristic_{};
+};
+
+// The process's cuBLASLt handle, workspace and plans (one GPU per rank, so one of each). Plans are kept for the
+// life of the process: a training run repeats a few dozen shapes (the routed experts' row counts vary, bounded by
+// the token count).
+class Blas {
+ public:
+  static Blas& instance() {
+    static Blas blas;
+    return blas;
+  }
+
+  void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& shape, float alpha, float beta,
+            cudaStream_t stream) {
+    const PlanKey key{shape, type, beta != 0.0f, alignment_of(a), alignment_of(b), alignment_of(c)};
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto found = plans_.find(key);
+    if (found == plans_.end()) found = plans_.try_emplace(key, handle_, key).first;
+    found->second.run(handle_, c, a, b, alpha, beta, workspace_, stream);
+  }
+
+ private:
+  Blas() {
+    check_lt(cublasLtCreate(&handle_), "cublasLtCreate");
+    check_cuda(cudaMalloc(&workspace_, kWorkspaceBytes), "matmul", "cudaMalloc (cuBLASLt workspace)");
+  }
+  ~Blas() = default;  // the driver frees both at process exit; destroying them after it unloaded would crash
+
+  std::mutex mutex_;
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  std::map<PlanKey, Plan> plans_;
+};
+
+// One unbatched product of the given extents.
+GemmShape product(std::int64_t m, std::int64_t n, std::int64_t k, bool transpose_a, bool transpose_b) {
+  GemmShape shape;
+  shape.m = m;
+  shape.n = n;
+  shape.k = k;
+  shape.transpose_a = transpose_a;
+  shape.transpose_b = transpose_b;
+  return shape;
+}
+
+std::size_t element_size(Float type) { return type == Float::f32 ? 4 : 2; }
+
+const void* advance(const void* base, std::int64_t elements, Float type) {
+  return static_cast<const char*>(base) + elements * static_cast<std::int64_t>(element_size(type));
+}
+void* advance(void* base, std::int64_t elements, Float type) {
+  return static_cast<char*>(base) + elements * static_cast<std::int64_t>(element_size(type));
+}
+
+}  // namespace
+
+void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& shape, double alpha, double beta,
+          void* stream) {
+  if (shape.m == 0 || shape.n == 0 || shape.batch == 0) return;
+  if (shape.k == 0) {  // an empty sum: c = beta · c, which cuBLASLt does not accept as a product
+    if (beta != 0.0 && beta != 1.0) fail("matmul: k = 0 with beta {} is not supported on CUDA", beta);
+    if (beta == 0.0) {
+      for (std::int64_t e = 0; e < shape.batch; ++e) {
+        check_cuda(cudaMemsetAsync(advance(c, e * shape.c_stride, type), 0,
+                                   shape.m * shape.n * element_size(type), as_stream(stream)),
+                   "matmul", "cudaMemsetAsync");
+      }
+    }
+    return;
+  }
+  Blas::instance().gemm(c, a, b, type, shape, static_cast<float>(alpha), static_cast<float>(beta),
+                        as_stream(stream));
+}
+
+void grouped_linear_forward(void* y, const void* x, const void* w, Float type, const std::int64_t* offsets,
+                            std::int64_t experts, std::int64_t in, std::int64_t out, void* stream) {
+  for (std::int64_t e = 0; e < experts; ++e) {
+    const std::int64_t rows = offsets[e + 1] - offsets[e];
+    if (rows == 0) continue;
+    gemm(advance(y, offsets[e] * out, type), advance(x, offsets[e] * in, type), advance(w, e * out * in, type), type,
+         product(rows, out, in, false, true), 1.0, 0.0, stream);
+  }
+}
+
+void grouped_linear_backward(void* dx, void* dw, const void* dy, const void* x, const void* w, Float type,
+                             const std::int64_t* offsets, std::int64_t experts, std::int64_t in, std::int64_t out,
+                             void* stream) {
+  for (std::int64_t e = 0; e < experts; ++e) {
+    const std::int64_t rows = offsets[e + 1] - offsets[e];
+    if (rows == 0) continue;
+    const void* dy_e = advance(dy, offsets[e] * out, type);  // [rows, out]
+    const void* x_e = advance(x, offsets[e] * in, type);     // [rows, in]
+    if (dx != nullptr) {
+      gemm(advance(dx, offsets[e] * in, type), dy_e, advance(w, e * out * in, type), type,
+           product(rows, in, out, false, false), 1.0, 0.0, stream);
+    }
+    gemm(advance(dw, e * out * in, type), dy_e, x_e, type, product(out, in, rows, true, false),
+         1.0, 1.0, stream);
+  }
+}
+
+}  // namespace dsv3::cuda
