@@ -171,6 +171,19 @@ TEST_CASE("job config: validation resolves the data-parallel layout and gradient
   CHECK(replicated.global_batch_size == 8);
 }
 
+TEST_CASE("job config: training.device is cuda when a GPU is visible or asked for, cpu otherwise") {
+  ConfigFolder folder;
+  CHECK(training_device(debug_job(folder, {"--training.device=cpu"})) == Device::cpu);
+  CHECK(training_device(debug_job(folder)) == (cuda_available() ? Device::cuda : Device::cpu));
+  if (cuda_available()) {
+    CHECK(training_device(debug_job(folder, {"--training.device=cuda"})) == Device::cuda);
+  } else {
+    CHECK_THROWS_WITH(training_device(debug_job(folder, {"--training.device=cuda"})),
+                      doctest::Contains(cuda_built() ? "training.device = 'cuda': no GPU is visible to this process"
+                                                     : "training.device = 'cuda': this build of dsv3 has no CUDA"));
+  }
+}
+
 TEST_CASE("job config: every bad value is refused with the key, the value and what is allowed") {
   ConfigFolder folder;
   struct Case {
@@ -199,8 +212,7 @@ TEST_CASE("job config: every bad value is refused with the key, the value and wh
       {{"--training.max_norm=inf"}, "training.max_norm = inf must be finite"},
       {{"--training.dataset_path", ""}, "training.dataset_path is empty"},
       {{"--training.dataset_path=/nonexistent/data.h5"}, "training.dataset_path = '/nonexistent/data.h5'"},
-      {{"--training.device=tpu"}, "training.device = 'tpu' is not one of cpu"},
-      {{"--training.device=cuda"}, "training.device = 'cuda': the CUDA backend of the model is not built yet"},
+      {{"--training.device=tpu"}, "training.device = 'tpu' is not one of cpu, cuda"},
       {{"--training.global_batch_size=3"},
        "training.global_batch_size = 3 must be -1 or a positive multiple of training.local_batch_size × data-parallel "
        "degree = 2 × 1 = 2"},

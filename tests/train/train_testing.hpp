@@ -78,7 +78,8 @@ inline model::ModelArgs tiny_model(std::int64_t seq_len) {
   return args;
 }
 
-// A job on `dataset` writing under `dump_folder`, with `overrides` (--section.key=value) applied last.
+// A job on `dataset` writing under `dump_folder`, with `overrides` (--section.key=value) applied last. On the CPU
+// reference backend (the oracle of these tests, f64 included) even where a GPU is visible.
 inline train::JobConfig tiny_job(const std::filesystem::path& dataset, const std::filesystem::path& dump_folder,
                                  const std::vector<std::string>& overrides = {}) {
   std::vector<std::string> arguments = {"--training.dataset_path=" + dataset.string(),
@@ -89,7 +90,8 @@ inline train::JobConfig tiny_job(const std::filesystem::path& dataset, const std
                                         "--training.seed=7",
                                         "--lr_scheduler.warmup_steps=2",
                                         "--optimizer.lr=3e-3",
-                                        "--metrics.peak_tflops=1"};
+                                        "--metrics.peak_tflops=1",
+                                        "--training.device=cpu"};
   arguments.insert(arguments.end(), overrides.begin(), overrides.end());
   return train::parse_job_config(arguments);
 }

@@ -1,6 +1,8 @@
 #include "dsv3/comm/process_grid.hpp"
 
+#include "dsv3/comm/device_routed_communicator.hpp"
 #include "dsv3/comm/mpi_communicator.hpp"
+#include "dsv3/comm/nccl/nccl_communicator.hpp"
 #include "dsv3/core/error.hpp"
 
 #include <fmt/format.h>
@@ -145,7 +147,7 @@ std::string_view group_name(Group group) {
   return "?";
 }
 
-ProcessGrid::ProcessGrid(MPI_Comm world, const ParallelDims& dims) {
+ProcessGrid::ProcessGrid(MPI_Comm world, const ParallelDims& dims, Device device) {
   int world_size = 0;
   check_mpi(MPI_Comm_size(world, &world_size), "MPI_Comm_size");
   dims_ = resolve_parallel_dims(dims, world_size);
@@ -163,7 +165,11 @@ ProcessGrid::ProcessGrid(MPI_Comm world, const ParallelDims& dims) {
               "MPI_Cart_sub");
     MPI_Comm_rank(comms_[g], &ranks_[g]);
     MPI_Comm_size(comms_[g], &sizes_[g]);
-    communicators_[g] = make_mpi_communicator(comms_[g], std::string(group_name(group)));
+    std::unique_ptr<Communicator> host = make_mpi_communicator(comms_[g], std::string(group_name(group)));
+    communicators_[g] = device == Device::cpu ? std::move(host)
+                                              : make_device_routed_communicator(
+                                                    std::move(host),
+                                                    make_nccl_communicator(comms_[g], std::string(group_name(group))));
   }
 }
 

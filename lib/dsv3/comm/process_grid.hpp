@@ -67,9 +67,10 @@ std::string_view group_name(Group group);
 class ProcessGrid {
  public:
   // Collective over `world`: resolves `dims` against its size (throwing on every rank alike when they do not
-  // fit), builds both Cartesian views without reordering (grid rank = rank in `world`), every group, and an MPI
-  // Communicator per group.
-  ProcessGrid(MPI_Comm world, const ParallelDims& dims);
+  // fit), builds both Cartesian views without reordering (grid rank = rank in `world`), every group, and a
+  // Communicator per group: MPI for Device::cpu; for Device::cuda one that sends CUDA tensors through NCCL (made
+  // here for every group, on the GPU current on this thread) and host tensors through MPI.
+  ProcessGrid(MPI_Comm world, const ParallelDims& dims, Device device = Device::cpu);
   ~ProcessGrid();
   ProcessGrid(const ProcessGrid&) = delete;
   ProcessGrid& operator=(const ProcessGrid&) = delete;
@@ -78,7 +79,7 @@ class ProcessGrid {
   MPI_Comm comm(Group group) const { return comms_[index(group)]; }
   int rank(Group group) const { return ranks_[index(group)]; }  // this rank's coordinate in the group
   int size(Group group) const { return sizes_[index(group)]; }
-  // The MPI communicator of the group, made with the grid: making it later, on first use, would be a hidden
+  // The Communicator of the group, made with the grid: making it later, on first use, would be a hidden
   // collective that deadlocks as soon as the ranks of a group first ask for it at different points.
   Communicator& communicator(Group group) const { return *communicators_[index(group)]; }
   std::string describe() const { return dims_.describe(); }

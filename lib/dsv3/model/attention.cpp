@@ -1,7 +1,6 @@
 #include "dsv3/model/attention.hpp"
 
 #include "dsv3/ops/attention.hpp"
-#include "dsv3/ops/cpu/dispatch.hpp"
 #include "dsv3/ops/elementwise.hpp"
 #include "dsv3/ops/matmul.hpp"
 #include "dsv3/ops/norm.hpp"
@@ -39,45 +38,6 @@ void check_tokens(const char* op, const char* name, const Tensor& x, const Exten
              "{}: {} is {}, expected [B·S = {}, dim = {}]", op, name, x.describe(), e.tokens, e.dim);
 }
 
-// dst[t, h, dst_column + i] = src[t, h, src_column + i] for i < width, on [T, heads, row] tensors of different row
-// widths: how the per-head [nope | rope] and [k_nope | v] parts are cut apart and put together, since tensors are
-// contiguous only. With one head on one side, src's single head is broadcast to every head of dst (k_pe is shared
-// by all heads), and dst's single head receives the sum over src's heads: the adjoint of that broadcast, k_pe's
-// gradient. CPU tensors only.
-void copy_head_columns(const Tensor& dst, std::int64_t dst_column, const Tensor& src, std::int64_t src_column,
-                       std::int64_t width) {
-  const char* op = "mla copy_head_columns";
-  DSV3_CHECK(dst.rank() == 3 && src.rank() == 3 && dst.size(0) == src.size(0) &&
-                 (dst.size(1) == src.size(1) || dst.size(1) == 1 || src.size(1) == 1) &&
-                 dst_column + width <= dst.size(2) && src_column + width <= src.size(2) && dst.dtype() == src.dtype(),
-             "{}: cannot copy {} columns from {} at {} to {} at {}", op, width, src.describe(), src_column,
-             dst.describe(), dst_column);
-  DSV3_CHECK(dst.device() == Device::cpu && src.device() == Device::cpu,
-             "{}: {} and {}: only CPU tensors are supported", op, dst.describe(), src.describe());
-  const std::int64_t tokens = dst.size(0);
-  const std::int64_t dst_heads = dst.size(1), src_heads = src.size(1);
-  const std::int64_t dst_row = dst.size(2), src_row = src.size(2);
-  const std::int64_t heads = std::max(dst_heads, src_heads);
-  const bool sum_over_heads = dst_heads == 1 && src_heads > 1;
-  ops::cpu::with_float_type(dst.dtype(), op, [&]<class T>() {
-    const T* from = src.data<T>();  // [T, src_heads, src_row]
-    T* to = dst.data<T>();          // [T, dst_heads, dst_row]
-#pragma omp parallel for
-    for (std::int64_t t = 0; t < tokens; ++t) {
-      for (std::int64_t h = 0; h < heads; ++h) {
-        const T* in = from + (t * src_heads + std::min(h, src_heads - 1)) * src_row + src_column;
-        T* out = to + (t * dst_heads + std::min(h, dst_heads - 1)) * dst_row + dst_column;
-        if (sum_over_heads && h > 0) {
-#pragma omp simd
-          for (std::int64_t i = 0; i < width; ++i) out[i] += in[i];
-        } else {
-          std::copy_n(in, width, out);
-        }
-      }
-    }
-  });
-}
-
 enum class Rotation {
   forward,   // RoPE
   backward,  // its transpose, for gradients
@@ -88,13 +48,13 @@ enum class Rotation {
 void rotate_rope_columns(const Tensor& x, std::int64_t first, std::int64_t rope, const BatchContext& batch,
                          Rotation rotation) {
   const Tensor part = Tensor::empty(Shape{x.size(0), x.size(1), rope}, x.dtype(), x.device());  // [T, heads, rope]
-  copy_head_columns(part, 0, x, first, rope);
+  ops::copy_head_columns(part, 0, x, first, rope);
   if (rotation == Rotation::forward) {
     ops::rope_forward(part, part, batch.rope_cos, batch.rope_sin, batch.positions);
   } else {
     ops::rope_backward(part, part, batch.rope_cos, batch.rope_sin, batch.positions);
   }
-  copy_head_columns(x, first, part, 0, rope);
+  ops::copy_head_columns(x, first, part, 0, rope);
 }
 
 ops::AttentionOptions attention_options(const ModelArgs& args) {
@@ -143,7 +103,7 @@ void attention_forward(const Tensor& out, AttentionRecord& record, const Tensor&
   const Tensor& kv_latent = record_tensor(record.kv_latent, Shape{e.tokens, e.kv_lora});
   const Tensor& kv_latent_normed = record_tensor(record.kv_latent_normed, Shape{e.tokens, e.kv_lora});
   const Tensor& kv_latent_rstd = record_tensor(record.kv_latent_rstd, Shape{e.tokens});
-  copy_head_columns(kv_latent.view(Shape{e.tokens, 1, e.kv_lora}), 0, kv_a, 0, e.kv_lora);
+  ops::copy_head_columns(kv_latent.view(Shape{e.tokens, 1, e.kv_lora}), 0, kv_a, 0, e.kv_lora);
   ops::rmsnorm_forward(kv_latent_normed, kv_latent_rstd, kv_latent, w.kv_norm, args.norm_eps);
   const Tensor kv = Tensor::empty(Shape{e.tokens, e.heads, e.nope + e.v}, dtype, device);  // [T, H, nope + V]
   ops::linear_forward(kv.view(Shape{e.tokens, e.heads * (e.nope + e.v)}), kv_latent_normed, w.wkv_b);
@@ -152,9 +112,9 @@ void attention_forward(const Tensor& out, AttentionRecord& record, const Tensor&
   const Tensor& k = record_tensor(record.k, Shape{e.batch, e.seq, e.heads, e.qk});
   const Tensor& v = record_tensor(record.v, Shape{e.batch, e.seq, e.heads, e.v});
   const Tensor k_heads = k.view(Shape{e.tokens, e.heads, e.qk});  // [T, H, qk]
-  copy_head_columns(k_heads, 0, kv, 0, e.nope);
-  copy_head_columns(k_heads, e.nope, kv_a, e.kv_lora, e.rope);  // broadcast to every head
-  copy_head_columns(v.view(Shape{e.tokens, e.heads, e.v}), 0, kv, e.nope, e.v);
+  ops::copy_head_columns(k_heads, 0, kv, 0, e.nope);
+  ops::copy_head_columns(k_heads, e.nope, kv_a, e.kv_lora, e.rope);  // broadcast to every head
+  ops::copy_head_columns(v.view(Shape{e.tokens, e.heads, e.v}), 0, kv, e.nope, e.v);
 
   const Tensor& attention_out = record_tensor(record.attention_out, Shape{e.batch, e.seq, e.heads, e.v});
   const Tensor& lse = record_tensor(record.lse, Shape{e.batch, e.heads, e.seq});
@@ -201,8 +161,8 @@ void attention_backward(const Tensor& dx, const Tensor& dout, const AttentionRec
   // KV: [dk_nope | dv] per head through wkv_b and kv_norm to dc; dk_pe summed over heads and un-rotated.
   const Tensor dkv = scratch(Shape{e.tokens, e.heads, e.nope + e.v});  // [T, H, nope + V]
   const Tensor dk_heads = dk.view(Shape{e.tokens, e.heads, e.qk});     // [T, H, qk]
-  copy_head_columns(dkv, 0, dk_heads, 0, e.nope);
-  copy_head_columns(dkv, e.nope, dv.view(Shape{e.tokens, e.heads, e.v}), 0, e.v);
+  ops::copy_head_columns(dkv, 0, dk_heads, 0, e.nope);
+  ops::copy_head_columns(dkv, e.nope, dv.view(Shape{e.tokens, e.heads, e.v}), 0, e.v);
   const Tensor d_kv_latent_normed = scratch(record.kv_latent_normed.shape());  // [T, kv_lora]
   ops::linear_backward(d_kv_latent_normed, grads.wkv_b, dkv.view(Shape{e.tokens, e.heads * (e.nope + e.v)}),
                        record.kv_latent_normed, w.wkv_b);
@@ -210,8 +170,8 @@ void attention_backward(const Tensor& dx, const Tensor& dout, const AttentionRec
   ops::rmsnorm_backward(d_kv_latent, grads.kv_norm, d_kv_latent_normed, record.kv_latent, w.kv_norm,
                         record.kv_latent_rstd);
   const Tensor dkv_a = scratch(Shape{e.tokens, 1, e.kv_lora + e.rope});  // [T, 1, kv_lora + rope]
-  copy_head_columns(dkv_a, 0, d_kv_latent.view(Shape{e.tokens, 1, e.kv_lora}), 0, e.kv_lora);
-  copy_head_columns(dkv_a, e.kv_lora, dk_heads, e.nope, e.rope);  // sum over heads
+  ops::copy_head_columns(dkv_a, 0, d_kv_latent.view(Shape{e.tokens, 1, e.kv_lora}), 0, e.kv_lora);
+  ops::copy_head_columns(dkv_a, e.kv_lora, dk_heads, e.nope, e.rope);  // sum over heads
   rotate_rope_columns(dkv_a, e.kv_lora, e.rope, batch, Rotation::backward);
 
   // dx += the KV path's share.

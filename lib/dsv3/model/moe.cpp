@@ -35,7 +35,13 @@ void check_tokens(const char* op, const char* name, const Tensor& x, std::int64_
 void route_round_robin(const Tensor& experts, const Tensor& weights, const Tensor& scores,
                        const ops::RouterOptions& options) {
   const char* op = "moe force_load_balance";
-  DSV3_CHECK(scores.device() == Device::cpu, "{}: scores {}: only CPU tensors are supported", op, scores.describe());
+  if (scores.device() != Device::cpu) {  // a debugging aid: on host copies of the [T, E] and [T, K] tensors
+    const Tensor host_experts = experts.to(Device::cpu), host_weights = weights.to(Device::cpu);
+    route_round_robin(host_experts, host_weights, scores.to(Device::cpu), options);
+    experts.copy_from(host_experts);
+    weights.copy_from(host_weights);
+    return;
+  }
   const std::int64_t tokens = scores.size(0);
   const std::int64_t num_experts = scores.size(1);
   const std::int64_t top_k = options.top_k;
@@ -74,7 +80,14 @@ void count_assignments(const Tensor& tokens_per_expert, const Tensor& offsets) {
 double sequence_balance_loss(const Tensor& scores, const Tensor& experts, const BatchContext& batch, double alpha,
                              const Tensor& dscores, double dloss) {
   const char* op = "moe sequence_balance_loss";
-  DSV3_CHECK(scores.device() == Device::cpu, "{}: scores {}: only CPU tensors are supported", op, scores.describe());
+  if (scores.device() != Device::cpu) {
+    // On host copies: [T, E] scores are small next to the layer's activations, and the loss is a host scalar.
+    const Tensor host_dscores = dscores.defined() ? Tensor::empty(dscores.shape(), dscores.dtype()) : Tensor();
+    const double loss = sequence_balance_loss(scores.to(Device::cpu), experts.to(Device::cpu), batch, alpha,
+                                              host_dscores, dloss);
+    if (dscores.defined()) dscores.copy_from(host_dscores);
+    return loss;
+  }
   const std::int64_t num_experts = scores.size(1);
   const std::int64_t top_k = experts.size(1);
   const std::int64_t seq_len = batch.seq_len;

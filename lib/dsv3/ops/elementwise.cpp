@@ -98,4 +98,33 @@ void scale(const Tensor& y, double alpha, Stream stream) {
   cpu::scale(y, alpha);
 }
 
+void copy_head_columns(const Tensor& dst, std::int64_t dst_column, const Tensor& src, std::int64_t src_column,
+                       std::int64_t width, Stream stream) {
+  const char* op = "copy_head_columns";
+  expect_float(op, "dst", dst);
+  expect_float(op, "src", src);
+  DSV3_CHECK(dst.rank() == 3 && src.rank() == 3 && dst.size(0) == src.size(0) &&
+                 (dst.size(1) == src.size(1) || dst.size(1) == 1 || src.size(1) == 1) && width >= 0 &&
+                 dst_column >= 0 && src_column >= 0 && dst_column + width <= dst.size(2) &&
+                 src_column + width <= src.size(2),
+             "{}: cannot copy {} columns from {} at {} to {} at {}", op, width, src.describe(), src_column,
+             dst.describe(), dst_column);
+  expect_same_dtype(op, {&dst, &src});
+  expect_same_device(op, {&dst, &src});
+  if (dst.device() == Device::cuda) {
+    cuda::HeadColumns columns;
+    columns.tokens = dst.size(0);
+    columns.dst_heads = dst.size(1);
+    columns.src_heads = src.size(1);
+    columns.dst_row = dst.size(2);
+    columns.src_row = src.size(2);
+    columns.dst_column = dst_column;
+    columns.src_column = src_column;
+    columns.width = width;
+    return DSV3_ON_CUDA(op, cuda::copy_head_columns(dst.raw(), src.raw(), cuda_float(op, "dst", dst), columns,
+                                                    stream.handle));
+  }
+  cpu::copy_head_columns(dst, dst_column, src, src_column, width);
+}
+
 }  // namespace dsv3::ops

@@ -20,4 +20,12 @@ void axpy(const Tensor& y, double alpha, const Tensor& x, Stream stream = {});
 // y *= alpha.
 void scale(const Tensor& y, double alpha, Stream stream = {});
 
+// dst[t, h, dst_column + i] = src[t, h, src_column + i] for i < width, on [T, heads, row] tensors of different row
+// widths: how MLA's per-head [nope | rope] and [k_nope | v] parts are cut apart and put together, since tensors are
+// contiguous only. With one head on one side, src's single head is broadcast to every head of dst (k_pe is shared
+// by all heads), and dst's single head receives the sum over src's heads: the adjoint of that broadcast, k_pe's
+// gradient. Columns of dst outside the range are left as they are.
+void copy_head_columns(const Tensor& dst, std::int64_t dst_column, const Tensor& src, std::int64_t src_column,
+                       std::int64_t width, Stream stream = {});
+
 }  // namespace dsv3::ops

@@ -99,11 +99,29 @@ void device_zero(void* pointer, Device device, std::size_t bytes) {
 #endif
 }
 
-bool cuda_available() {
+bool cuda_built() {
 #ifdef DSV3_HAVE_CUDA
-  return cuda::device_count() > 0;
+  return true;
 #else
   return false;
+#endif
+}
+
+int cuda_device_count() {
+#ifdef DSV3_HAVE_CUDA
+  return cuda::device_count();
+#else
+  return 0;
+#endif
+}
+
+bool cuda_available() { return cuda_device_count() > 0; }
+
+void cuda_set_device(int ordinal) {
+#ifdef DSV3_HAVE_CUDA
+  cuda::set_device(ordinal);
+#else
+  no_cuda("cuda_set_device");
 #endif
 }
 

@@ -21,7 +21,13 @@ void device_copy(void* destination, Device destination_device, const void* sourc
                  std::size_t bytes);
 void device_zero(void* pointer, Device device, std::size_t bytes);
 
+// True when the CUDA backend is built in.
+bool cuda_built();
 // True when the CUDA backend is built in and a GPU is visible to this process.
 bool cuda_available();
+// GPUs visible to this process (0 without the CUDA backend).
+int cuda_device_count();
+// Makes GPU `ordinal` the current device of the calling thread: where CUDA tensors are allocated and kernels run.
+void cuda_set_device(int ordinal);
 
 }  // namespace dsv3

@@ -87,11 +87,22 @@ std::vector<Entry> checkpoint_entries(const CheckpointState& state, bool model_o
   return entries;
 }
 
-Tensor converted(const Tensor& tensor, DType dtype) {
-  if (tensor.dtype() == dtype) return tensor;
-  Tensor result = Tensor::empty(tensor.shape(), dtype, tensor.device());
-  ops::convert(result, tensor);
+// The elements of `tensor` in `dtype`, on the host: HDF5 reads and writes host memory.
+Tensor host_copy(const Tensor& tensor, DType dtype) {
+  const Tensor host = tensor.device() == Device::cpu ? tensor : tensor.to(Device::cpu);
+  if (host.dtype() == dtype) return host;
+  Tensor result = Tensor::empty(host.shape(), dtype);
+  ops::convert(result, host);
   return result;
+}
+
+// local ← buffer (host, the file's dtype), converted to local's dtype and copied to its device.
+void store_read_elements(const Tensor& local, const Tensor& buffer) {
+  if (local.device() == Device::cpu) {
+    ops::convert(local, buffer);
+    return;
+  }
+  local.copy_from(host_copy(buffer, local.dtype()));
 }
 
 // A non-null address for ranks that transfer nothing (HDF5 refuses a null buffer in some versions).
@@ -221,7 +232,7 @@ void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const Ch
   for (std::size_t i = 0; i < entries.size(); ++i) {
     const Entry& entry = entries[i];
     if (!entry.counted || !entry.local.defined()) continue;
-    stored[i] = converted(entry.local, entry.dtype);
+    stored[i] = host_copy(entry.local, entry.dtype);
     checksums[i].add(stored[i].raw(), entry.dtype, entry.begin, stored[i].numel());
   }
   io::all_reduce(checksums, comm);
@@ -278,11 +289,11 @@ TrainingProgress read_checkpoint(const std::filesystem::path& path, MPI_Comm com
     stored_checksums[i] = dataset.read_string_attribute("checksum");
     // Read in the stored dtype (the checksum is over the stored bits), then convert to the trainer's.
     const std::int64_t count = entry.local.defined() ? entry.local.numel() : 0;
-    const bool direct = count > 0 && entry.local.dtype() == *dtype;
+    const bool direct = count > 0 && entry.local.dtype() == *dtype && entry.local.device() == Device::cpu;
     const Tensor buffer = count == 0 ? Tensor() : direct ? entry.local : Tensor::empty(Shape{count}, *dtype);
     dataset.read_elements(entry.begin, count, *dtype, count > 0 ? buffer.raw() : no_elements());
     if (entry.counted && count > 0) checksums[i].add(buffer.raw(), *dtype, entry.begin, count);
-    if (count > 0 && !direct) ops::convert(entry.local, buffer);
+    if (count > 0 && !direct) store_read_elements(entry.local, buffer);
   }
   io::all_reduce(checksums, comm);
   for (std::size_t i = 0; i < entries.size(); ++i) {

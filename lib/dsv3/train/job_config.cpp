@@ -55,7 +55,7 @@ void visit_keys(JobConfig& c, Visit&& visit) {
   visit("training.seed", c.training.seed, "seed of the initial weights and of the data order");
   visit("training.deterministic", c.training.deterministic,
         "bitwise-reproducible runs (always so on the CPU backend at a fixed thread count)");
-  visit("training.device", c.training.device, "cpu");
+  visit("training.device", c.training.device, "cpu or cuda (one GPU per rank); empty: cuda when a GPU is visible");
 
   visit("validation.enable", c.validation.enable, "compute a held-out loss during training");
   visit("validation.dataset_path", c.validation.dataset_path,
@@ -373,6 +373,15 @@ std::filesystem::path tokenizer_file(const JobConfig& config) {
   return {};
 }
 
+Device training_device(const JobConfig& c) {
+  const std::string& device = c.training.device;
+  DSV3_CHECK(device.empty() || device == "cpu" || device == "cuda",
+             "training.device = '{}' is not one of cpu, cuda (or unset: cuda when a GPU is visible)", device);
+  DSV3_CHECK(device != "cuda" || cuda_available(), "training.device = 'cuda': {}",
+             cuda_built() ? "no GPU is visible to this process" : "this build of dsv3 has no CUDA backend");
+  return device == "cuda" || (device.empty() && cuda_available()) ? Device::cuda : Device::cpu;
+}
+
 RunLayout validate_job_config(const JobConfig& c, int world_size) {
   DSV3_CHECK(world_size >= 1, "validate_job_config: world size {} must be positive", world_size);
   DSV3_CHECK(!c.job.dump_folder.empty(), "job.dump_folder is empty: name the folder for run outputs");
@@ -380,10 +389,7 @@ RunLayout validate_job_config(const JobConfig& c, int world_size) {
   validate_data(c);
   const model::ModelArgs args = model_args(c);  // an unknown flavor fails here, naming model.flavor
   model::validate(args);
-  DSV3_CHECK(c.training.device != "cuda",
-             "training.device = 'cuda': the CUDA backend of the model is not built yet in this version of dsv3; "
-             "use 'cpu'");
-  require_one_of("training.device", c.training.device, {"cpu"});
+  training_device(c);
   validate_optimizer(c);
   DSV3_CHECK(c.moe.load_balance_coeff >= 0, "moe.load_balance_coeff = {} must be ≥ 0", c.moe.load_balance_coeff);
   DSV3_CHECK(c.moe.balance_loss_coeff >= 0, "moe.balance_loss_coeff = {} must be ≥ 0", c.moe.balance_loss_coeff);
@@ -392,6 +398,7 @@ RunLayout validate_job_config(const JobConfig& c, int world_size) {
   validate_checkpointing(c);
 
   RunLayout layout;
+  layout.device = training_device(c);
   layout.data_parallel_degree = resolve_data_parallel_degree(c, args, world_size);
   const std::int64_t per_micro_batch = c.training.local_batch_size * layout.data_parallel_degree;
   layout.global_batch_size = c.training.global_batch_size == -1 ? per_micro_batch : c.training.global_batch_size;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "dsv3/model/model_args.hpp"
+#include "dsv3/tensor/device_memory.hpp"
 
 #include <cstdint>
 #include <filesystem>
@@ -56,7 +57,7 @@ struct JobConfig {
     std::string dataset_path;  // a token dataset (*.h5) or text/JSONL inputs (those need a tokenizer)
     std::int64_t seed = 0;
     bool deterministic = false;
-    std::string device = "cpu";
+    std::string device;  // cpu or cuda; empty: cuda when a GPU is visible, else cpu
   } training;
 
   struct Validation {
@@ -125,12 +126,17 @@ struct RunLayout {
   int data_parallel_degree = 1;
   std::int64_t global_batch_size = 0;            // sequences per optimizer step, all ranks
   std::int64_t gradient_accumulation_steps = 1;  // micro-batches of local_batch_size per rank per step
+  Device device = Device::cpu;                   // training.device resolved: where the model runs
 };
 
 // The model the config trains: the flavor with max_seq_len = training.seq_len and the [moe] keys applied.
 model::ModelArgs model_args(const JobConfig& config);
 // The tokenizer.json the config names, or empty when it names none.
 std::filesystem::path tokenizer_file(const JobConfig& config);
+
+// training.device resolved: cuda when asked for (an error when no GPU is visible or the build has no CUDA) or
+// when unset and a GPU is visible; cpu otherwise.
+Device training_device(const JobConfig& config);
 
 // Checks every value, then that the run fits `world_size` ranks and uses only what is built; returns the layout.
 RunLayout validate_job_config(const JobConfig& config, int world_size);

@@ -51,8 +51,19 @@ void update_expert_biases(model::Transformer& transformer, double coeff, MPI_Com
   }
 }
 
-// The process grid of the [parallelism] degrees over `world` (collective).
-std::unique_ptr<comm::ProcessGrid> make_process_grid(const JobConfig& c, MPI_Comm world) {
+// One GPU per rank: the ranks of a node take its visible GPUs in local-rank order (with one visible GPU per rank,
+// as `srun --gpus-per-task=1` arranges, every rank takes its only one).
+void bind_local_gpu(MPI_Comm world) {
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int local_rank = 0;
+  MPI_Comm_rank(node, &local_rank);
+  MPI_Comm_free(&node);
+  cuda_set_device(local_rank % cuda_device_count());
+}
+
+// The process grid of the [parallelism] degrees over `world` (collective), its communicators for `device`.
+std::unique_ptr<comm::ProcessGrid> make_process_grid(const JobConfig& c, MPI_Comm world, Device device) {
   const auto& p = c.parallelism;
   const auto degree = [](std::int64_t value) { return static_cast<int>(std::clamp<std::int64_t>(value, -1, INT_MAX)); };
   const comm::ParallelDims dims{.pp = degree(p.pipeline_parallel_degree),
@@ -62,7 +73,7 @@ std::unique_ptr<comm::ProcessGrid> make_process_grid(const JobConfig& c, MPI_Com
                                 .tp = degree(p.tensor_parallel_degree),
                                 .ep = degree(p.expert_parallel_degree),
                                 .etp = degree(p.expert_tensor_parallel_degree)};
-  return std::make_unique<comm::ProcessGrid>(world, dims);
+  return std::make_unique<comm::ProcessGrid>(world, dims, device);
 }
 
 // Dense parameters shard over dp_shard·cp, routed experts over edp, and both replicate over dp_replicate.
@@ -128,9 +139,9 @@ Trainer::State::State(const JobConfig& config_, const RunLayout& layout_, std::u
                                       : 0.0,
                                   data::Split::training, true),
                    optional_pointer(encoder)),
-      data_parallel(args_, dtype, Device::cpu, data_parallel_groups(*grid),
+      data_parallel(args_, dtype, layout_.device, data_parallel_groups(*grid),
                     reshard_after_forward(config_.parallelism.fsdp_reshard_after_forward)),
-      model(args_, data_parallel.binding(), dtype),
+      model(args_, data_parallel.binding(), dtype, layout_.device),
       optimizer(data_parallel.params(), data_parallel.grads(),
                 {.beta1 = config_.optimizer.beta1,
                  .beta2 = config_.optimizer.beta2,
@@ -174,7 +185,9 @@ Trainer::Trainer(const JobConfig& config, MPI_Comm comm) : Trainer(config, model
 Trainer::Trainer(const JobConfig& config, const model::ModelArgs& args, MPI_Comm comm, DType dtype) {
   // The collectives first, so that a failure after them (a file missing on one rank) leaves no rank waiting in one.
   require_same_config(config, comm);
-  std::unique_ptr<comm::ProcessGrid> grid = make_process_grid(config, comm);
+  const Device device = training_device(config);
+  if (device == Device::cuda) bind_local_gpu(comm);  // before the grid: its NCCL communicators live on that GPU
+  std::unique_ptr<comm::ProcessGrid> grid = make_process_grid(config, comm, device);
   int world_size = 1;
   MPI_Comm_size(comm, &world_size);
   const RunLayout layout = validate_job_config(config, world_size);

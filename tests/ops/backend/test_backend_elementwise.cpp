@@ -89,3 +89,30 @@ TEST_CASE("backend elementwise: convert between f32, bf16 and fp8, and between i
                     doctest::Contains("element 1 of the i64 source does not fit in i32"));
   check_equal("convert i64 → i32 refused", narrow, from_values(Shape{3}, DType::i32, {-1, -1, -1}));
 }
+
+TEST_CASE("backend copy_head_columns: per head, broadcast of one head, sum over heads") {
+  Rng rng(3);
+  struct Case {
+    std::int64_t tokens, dst_heads, src_heads, dst_row, src_row, dst_column, src_column, width;
+  };
+  const Case cases[] = {
+      {7, 3, 3, 40, 24, 5, 2, 19},    // a slice of every head into the middle of wider rows
+      {5, 4, 1, 192, 576, 128, 512, 64},  // k_pe broadcast to every head (MLA's shapes)
+      {5, 1, 4, 576, 192, 512, 128, 64},  // its adjoint: the sum over heads
+      {1, 1, 1, 1, 1, 0, 0, 1},
+      {0, 2, 2, 8, 8, 0, 0, 8},
+  };
+  for (const DType dtype : kDeviceFloatTypes) {
+    for (const Case& c : cases) {
+      const Tensor src = random_representable(Shape{c.tokens, c.src_heads, c.src_row}, dtype, rng);
+      const Tensor dst0 = random_representable(Shape{c.tokens, c.dst_heads, c.dst_row}, dtype, rng);
+      const Tensor expected = dst0.clone();
+      ops::copy_head_columns(expected, c.dst_column, src, c.src_column, c.width);
+      const DeviceTensor dst = DeviceTensor::upload(dst0, dtype);  // columns outside the range must survive
+      ops::copy_head_columns(dst, c.dst_column, DeviceTensor::upload(src, dtype), c.src_column, c.width);
+      check_output(fmt::format("copy_head_columns {} {} → {}", dtype_name(dtype), src.shape().to_string(),
+                               dst0.shape().to_string()),
+                   dst, expected, c.src_heads > c.dst_heads ? nmse_threshold(dtype) : 0.0);
+    }
+  }
+}

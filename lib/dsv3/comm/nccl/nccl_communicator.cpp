@@ -81,6 +81,7 @@ class NcclOperation final : public PendingOperation {
   NcclCommunicator* owner_;  // used only while queued; a communicator launches its queue before it goes
   std::string group_;
   std::string_view call_;  // a literal
+  cudaStream_t compute_stream_;
   cudaEvent_t done_ = nullptr;
   bool launched_ = false;
   std::vector<Tensor> buffers_;
@@ -127,6 +128,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   std::string name() const override { return name_; }
+  cudaStream_t compute_stream() const { return compute_stream_; }
 
   Request all_reduce(const Tensor& data, ReduceOp op) override {
     detail::check_all_reduce(info(), data);
@@ -273,7 +275,11 @@ class NcclCommunicator final : public Communicator {
 };
 
 NcclOperation::NcclOperation(NcclCommunicator& owner, std::string_view call, std::vector<Tensor> buffers)
-    : owner_(&owner), group_(owner.name()), call_(call), buffers_(std::move(buffers)) {
+    : owner_(&owner),
+      group_(owner.name()),
+      call_(call),
+      compute_stream_(owner.compute_stream()),
+      buffers_(std::move(buffers)) {
   check_cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), group_, "cudaEventCreate");
 }
 
@@ -283,9 +289,12 @@ void NcclOperation::launched(cudaStream_t stream) {
   check_cuda(cudaEventRecord(done_, stream), group_, call_);
 }
 
+// The compute stream waits for the operation, the host does not: kernels queued after wait() see its result, and
+// the host reads device memory only through copies ordered on that stream. Freeing a buffer (cudaFree) waits for
+// the device to be idle, so dropping the buffers here cannot free memory under a running collective.
 void NcclOperation::wait() {
   if (!launched_) owner_->launch_queued();
-  check_cuda(cudaEventSynchronize(done_), group_, call_);
+  check_cuda(cudaStreamWaitEvent(compute_stream_, done_, 0), group_, call_);
   buffers_.clear();
 }
 

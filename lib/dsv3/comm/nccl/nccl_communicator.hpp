@@ -5,7 +5,8 @@
 // Each communicator owns an NCCL communicator over the ranks of an MPI communicator (rank 0 makes the
 // ncclUniqueId and broadcasts it over MPI) and a communication stream. Every call first makes that stream wait
 // for the work already queued on the compute stream, then queues the NCCL operation; its Request is a CUDA
-// event recorded after it, and wait() blocks the host until the event has fired.
+// event recorded after it, and wait() makes the compute stream wait for that event: compute overlaps
+// communication until the first kernel that needs the result, and the host never blocks.
 //
 // NCCL has no tags: send() and recv() between two ranks match in call order, and the tag is only checked.
 // They are also not launched at once but queued until the next other call, wait() or test(), then launched

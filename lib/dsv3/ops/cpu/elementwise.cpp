@@ -2,6 +2,7 @@
 
 #include "dsv3/ops/cpu/dispatch.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -134,6 +135,32 @@ void scale(const Tensor& y, double alpha) {
     const T factor = static_cast<T>(alpha);
     T* out = y.data<T>();
     parallel_for(y.numel(), [&](std::int64_t i) { out[i] *= factor; });
+  });
+}
+
+void copy_head_columns(const Tensor& dst, std::int64_t dst_column, const Tensor& src, std::int64_t src_column,
+                       std::int64_t width) {
+  const std::int64_t tokens = dst.size(0);
+  const std::int64_t dst_heads = dst.size(1), src_heads = src.size(1);
+  const std::int64_t dst_row = dst.size(2), src_row = src.size(2);
+  const std::int64_t heads = std::max(dst_heads, src_heads);
+  const bool sum_over_heads = dst_heads == 1 && src_heads > 1;
+  with_float_type(dst.dtype(), "copy_head_columns", [&]<class T>() {
+    const T* from = src.data<T>();  // [T, src_heads, src_row]
+    T* to = dst.data<T>();          // [T, dst_heads, dst_row]
+#pragma omp parallel for
+    for (std::int64_t t = 0; t < tokens; ++t) {
+      for (std::int64_t h = 0; h < heads; ++h) {
+        const T* in = from + (t * src_heads + std::min(h, src_heads - 1)) * src_row + src_column;
+        T* out = to + (t * dst_heads + std::min(h, dst_heads - 1)) * dst_row + dst_column;
+        if (sum_over_heads && h > 0) {
+#pragma omp simd
+          for (std::int64_t i = 0; i < width; ++i) out[i] += in[i];
+        } else {
+          std::copy_n(in, width, out);
+        }
+      }
+    }
   });
 }
 

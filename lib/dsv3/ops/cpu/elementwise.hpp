@@ -11,5 +11,7 @@ void fill(const Tensor& y, double value);
 void add(const Tensor& y, const Tensor& a, const Tensor& b);
 void axpy(const Tensor& y, double alpha, const Tensor& x);
 void scale(const Tensor& y, double alpha);
+void copy_head_columns(const Tensor& dst, std::int64_t dst_column, const Tensor& src, std::int64_t src_column,
+                       std::int64_t width);
 
 }  // namespace dsv3::ops::cpu

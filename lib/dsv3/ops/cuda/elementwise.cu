@@ -88,6 +88,26 @@ __global__ void scale_kernel(T* y, float alpha, std::int64_t n) {
   }
 }
 
+// One thread per element of dst's column range; summing over src's heads in fp32 when dst has one head.
+template <class T>
+__global__ void copy_head_columns_kernel(T* dst, const T* src, HeadColumns c) {
+  const std::int64_t n = c.tokens * c.dst_heads * c.width;
+  const bool sum_over_heads = c.dst_heads == 1 && c.src_heads > 1;
+  for (std::int64_t i = first_index(); i < n; i += index_stride()) {
+    const std::int64_t column = i % c.width, h = (i / c.width) % c.dst_heads, t = i / (c.width * c.dst_heads);
+    T* out = dst + (t * c.dst_heads + h) * c.dst_row + c.dst_column + column;
+    if (sum_over_heads) {
+      float sum = 0.0f;
+      for (std::int64_t g = 0; g < c.src_heads; ++g) {
+        sum += to_float(src[(t * c.src_heads + g) * c.src_row + c.src_column + column]);
+      }
+      *out = from_float<T>(sum);
+    } else {
+      *out = src[(t * c.src_heads + (c.src_heads == 1 ? 0 : h)) * c.src_row + c.src_column + column];
+    }
+  }
+}
+
 }  // namespace
 
 void synchronize(void* stream, const char* what) {
@@ -181,6 +201,17 @@ void scale(void* y, double alpha, Float type, std::int64_t n, void* stream) {
                                                                              static_cast<float>(alpha), n);
   });
   check_launch("scale");
+}
+
+void copy_head_columns(void* dst, const void* src, Float type, const HeadColumns& columns, void* stream) {
+  const std::int64_t n = columns.tokens * columns.dst_heads * columns.width;
+  if (n == 0) return;
+  with_float(type, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    copy_head_columns_kernel<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
+        static_cast<T*>(dst), static_cast<const T*>(src), columns);
+  });
+  check_launch("copy_head_columns");
 }
 
 }  // namespace dsv3::cuda

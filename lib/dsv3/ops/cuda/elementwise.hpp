@@ -17,4 +17,11 @@ void add(void* y, const void* a, const void* b, Float type, std::int64_t n, void
 void axpy(void* y, double alpha, const void* x, Float type, std::int64_t n, void* stream);
 void scale(void* y, double alpha, Float type, std::int64_t n, void* stream);
 
+// ops::copy_head_columns on [tokens, heads, row] tensors (one of the head counts may be 1: broadcast or sum).
+struct HeadColumns {
+  std::int64_t tokens = 0, dst_heads = 1, src_heads = 1, dst_row = 0, src_row = 0;
+  std::int64_t dst_column = 0, src_column = 0, width = 0;
+};
+void copy_head_columns(void* dst, const void* src, Float type, const HeadColumns& columns, void* stream);
+
 }  // namespace dsv3::cuda

@@ -36,4 +36,10 @@ int device_count() {
   return count;
 }
 
+void set_device(int ordinal) {
+  const cudaError_t status = cudaSetDevice(ordinal);
+  DSV3_CHECK(status == cudaSuccess, "cudaSetDevice({}) of {} visible GPUs: {}", ordinal, device_count(),
+             cudaGetErrorString(status));
+}
+
 }  // namespace dsv3::cuda

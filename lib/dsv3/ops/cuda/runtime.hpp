@@ -12,5 +12,6 @@ void copy(void* destination, bool destination_on_device, const void* source, boo
 void zero(void* pointer, std::size_t bytes);
 // GPUs visible to this process (0 when there is no driver or no device).
 int device_count();
+void set_device(int ordinal);
 
 }  // namespace dsv3::cuda
