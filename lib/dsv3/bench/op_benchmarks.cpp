@@ -41,20 +41,6 @@ struct DebugShapes {
   static constexpr std::int64_t parameters = 33'000'000;  // REFERENCE.md: 33.0M
 };
 
-// Median seconds of one call of `run`, repeated until min_seconds have passed (at least 3 calls, after a warm-up).
-double median_seconds(const std::function<void()>& run, double min_seconds) {
-  run();
-  std::vector<double> samples;
-  Timer total;
-  while (samples.size() < 3 || total.seconds() < min_seconds) {
-    Timer timer;
-    run();
-    samples.push_back(timer.seconds());
-  }
-  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
-  return samples[samples.size() / 2];
-}
-
 Tensor random_tensor(Shape shape, Device device, std::mt19937& rng, float stddev = 1.0f) {
   Tensor host = Tensor::empty(shape, DType::f32);
   std::normal_distribution<float> normal(0.0f, stddev);
@@ -71,6 +57,19 @@ Tensor int_tensor(Shape shape, std::int64_t bound, std::mt19937& rng) {
 }
 
 }  // namespace
+
+double median_seconds(const std::function<void()>& run, double min_seconds) {
+  run();
+  std::vector<double> samples;
+  Timer total;
+  while (samples.size() < 3 || total.seconds() < min_seconds) {
+    Timer timer;
+    run();
+    samples.push_back(timer.seconds());
+  }
+  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
+  return samples[samples.size() / 2];
+}
 
 OpResult benchmark_blas_sgemm(const OpBenchmarkOptions& options) {
   std::mt19937 rng(1);

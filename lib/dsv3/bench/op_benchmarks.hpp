@@ -3,6 +3,7 @@
 
 #include "dsv3/tensor/device_memory.hpp"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,10 @@ struct OpBenchmarkOptions {
   std::int64_t tokens = 2048;  // batch·seq of the debug-shape benchmarks
   std::int64_t gemm_size = 2048;  // the GEMM-bound shape: square matrices of this size
 };
+
+// Median seconds of one call of `run`, repeated until min_seconds have passed (at least 3 calls, after a warm-up).
+// `run` includes whatever synchronisation makes its work complete (ops::synchronize for GPU ops).
+double median_seconds(const std::function<void()>& run, double min_seconds);
 
 // The library's own cblas_sgemm at gemm_size³: the reference rate for matmul and attention.
 OpResult benchmark_blas_sgemm(const OpBenchmarkOptions& options);

@@ -3,6 +3,7 @@
 #include "dsv3/core/timer.hpp"
 #include "dsv3/model/model_record.hpp"
 #include "dsv3/model/transformer.hpp"
+#include "dsv3/ops/common.hpp"
 #include "dsv3/train/optimizer.hpp"
 
 #include <algorithm>
@@ -31,10 +32,15 @@ StepBenchmarkResult benchmark_training_step(const train::JobConfig& config, cons
              "step benchmark: training.local_batch_size = {} and training.seq_len = {} must "
              "be positive",
              batch, seq_len);
-  const model::ModelArgs args = train::model_args(config);
+  model::ModelArgs args = train::model_args(config);
+  if (options.layers > 0) {
+    DSV3_CHECK(options.layers <= args.n_layers, "step benchmark: {} layers requested, the flavor has {}",
+               options.layers, args.n_layers);
+    args.n_layers = options.layers;
+  }
   model::validate(args);
 
-  model::Transformer transformer(args);
+  model::Transformer transformer(args, DType::f32, options.device);
   transformer.parameters().initialize(static_cast<std::uint64_t>(config.training.seed));
   train::AdamW optimizer(transformer.parameters().flat_params(), transformer.parameters().flat_grads(),
                          {.beta1 = config.optimizer.beta1,
@@ -62,18 +68,23 @@ StepBenchmarkResult benchmark_training_step(const train::JobConfig& config, cons
 
   model::ModelRecord record;
   std::vector<double> forward, backward, update;
+  // Each phase ends with a synchronisation, so that its time is the GPU's (a no-op on the CPU).
+  const auto finished = [&] { ops::synchronize(options.device); };
   StepBenchmarkResult result;
   for (int step = 0; step < options.warmup_steps + options.steps; ++step) {
     transformer.parameters().zero_grads();
     Timer timer;
     const model::ForwardResult loss = transformer.forward(record, inputs, labels, mask_documents, training);
+    finished();
     const double forward_seconds = timer.seconds();
     timer.reset();
     transformer.backward(record, 1.0 / static_cast<double>(loss.valid_targets), 1.0, training);
+    finished();
     const double backward_seconds = timer.seconds();
     timer.reset();
     train::clip_grad_norm(transformer.parameters().flat_grads(), config.training.max_norm);
     optimizer.step(config.optimizer.lr);
+    finished();
     const double optimizer_seconds = timer.seconds();
     transformer.reset_tokens_per_expert();
     if (step >= options.warmup_steps) {

@@ -1,5 +1,5 @@
 // One training step of a run config, timed by phase: forward, backward, and the optimizer (clipping + AdamW over
-// the flat arena), on one rank with random tokens, so that it needs no dataset. The counterpart for PyTorch eager
+// the flat arena), on one rank (CPU or one GPU) with random tokens, so that it needs no dataset. The counterpart for PyTorch eager
 // is validation/torch_step_bench.py.
 #pragma once
 
@@ -12,6 +12,8 @@ namespace dsv3::bench {
 struct StepBenchmarkOptions {
   int warmup_steps = 2;  // untimed: first-touch page faults, allocation of the activation record
   int steps = 5;         // timed; the median of each phase is reported
+  Device device = Device::cpu;
+  std::int64_t layers = 0;  // > 0: the flavor cut to this many layers (a single-GPU proxy of a large flavor)
 };
 
 struct StepBenchmarkResult {

@@ -84,6 +84,10 @@ cuda::Index cuda_index(const char* op, const char* name, const Tensor& tensor) {
   return tensor.dtype() == DType::i32 ? cuda::Index::i32 : cuda::Index::i64;
 }
 
+void synchronize(Device device) {
+  if (device == Device::cuda) DSV3_ON_CUDA("synchronize", cuda::synchronize(nullptr, "synchronize"));
+}
+
 void unsupported_device(const char* op, Device device) {
   fail("{}: no {} implementation in this build", op, device_name(device));
 }

@@ -27,6 +27,10 @@ void expect_same_device(const char* op, std::initializer_list<const Tensor*> ten
 // All defined tensors of the list have the dtype of the first one.
 void expect_same_dtype(const char* op, std::initializer_list<const Tensor*> tensors);
 
+// Blocks the host until the ops queued on `device` have run (a no-op on the CPU, whose ops are synchronous), and
+// reports a fault of an earlier CUDA kernel as an error. For timings and for tests; the ops never need it.
+void synchronize(Device device);
+
 // Thrown by an op asked to run on a device whose backend does not implement it.
 [[noreturn]] void unsupported_device(const char* op, Device device);
 

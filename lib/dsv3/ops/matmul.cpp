@@ -103,6 +103,15 @@ void matmul(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions
   cpu::matmul(c, a, b, options);
 }
 
+void cublas_reference_matmul(const Tensor& c, const Tensor& a, const Tensor& b, Stream stream) {
+  const char* op = "cublas_reference_matmul";
+  check_matmul(op, c, a, b, GemmOptions{});
+  expect_rank(op, "c", c, 2);
+  DSV3_CHECK(c.device() == Device::cuda, "{}: c is {}: cuBLAS's reference needs CUDA tensors", op, c.describe());
+  DSV3_ON_CUDA(op, cuda::gemm_cublas_reference(c.raw(), a.raw(), b.raw(), cuda_float(op, "c", c), c.size(0),
+                                               c.size(1), a.size(1), stream.handle));
+}
+
 void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, Stream stream) {
   const char* op = "linear_forward";
   expect_float(op, "x", x);

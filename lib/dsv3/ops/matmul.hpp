@@ -18,6 +18,10 @@ struct GemmOptions {
 // batch extent; a rank-2 b with rank-3 a and c is shared by every batch entry.
 void matmul(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options = {}, Stream stream = {});
 
+// c = a · b through cuBLAS's plain cublasGemmEx (CUDA tensors, rank 2, no options): the yardstick of the GPU
+// benchmarks for matmul and the grouped products.
+void cublas_reference_matmul(const Tensor& c, const Tensor& a, const Tensor& b, Stream stream = {});
+
 // y = x · wᵀ.  x: [..., in], w: [out, in], y: [..., out].
 void linear_forward(const Tensor& y, const Tensor& x, const Tensor& w, Stream stream = {});
 // dx = dy · w (overwritten; skipped when dx is undefined), dw += dyᵀ · x (accumulated).

@@ -3,6 +3,7 @@
 #include "dsv3/ops/cuda/common.cuh"
 
 #include <cublasLt.h>
+#include <cublas_v2.h>
 
 #include <map>
 #include <mutex>
@@ -193,6 +194,24 @@ void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& sh
   }
   Blas::instance().gemm(c, a, b, type, shape, static_cast<float>(alpha), static_cast<float>(beta),
                         as_stream(stream));
+}
+
+void gemm_cublas_reference(void* c, const void* a, const void* b, Float type, std::int64_t m, std::int64_t n,
+                           std::int64_t k, void* stream) {
+  static cublasHandle_t handle = [] {
+    cublasHandle_t created = nullptr;
+    check_lt(cublasCreate(&created), "cublasCreate");
+    return created;
+  }();
+  check_lt(cublasSetStream(handle, as_stream(stream)), "cublasSetStream");
+  const cudaDataType_t data = type == Float::f32 ? CUDA_R_32F : CUDA_R_16BF;
+  const cublasComputeType_t compute = type == Float::f32 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+  const float alpha = 1.0f, beta = 0.0f;
+  // Row-major c = a·b is column-major cᵀ = bᵀ·aᵀ.
+  check_lt(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
+                        static_cast<int>(k), &alpha, b, data, static_cast<int>(n), a, data, static_cast<int>(k), &beta,
+                        c, data, static_cast<int>(n), compute, CUBLAS_GEMM_DEFAULT),
+           "cublasGemmEx");
 }
 
 void grouped_linear_forward(void* y, const void* x, const void* w, Float type, const std::int64_t* offsets,

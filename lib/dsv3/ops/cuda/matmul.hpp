@@ -20,6 +20,11 @@ struct GemmShape {
 void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& shape, double alpha, double beta,
           void* stream);
 
+// c = a · b (row-major [m, k]·[k, n]) through plain cublasGemmEx with cuBLAS's default algorithm and the same
+// compute type as gemm(): the yardstick the benchmarks hold gemm() and the grouped products to.
+void gemm_cublas_reference(void* c, const void* a, const void* b, Float type, std::int64_t m, std::int64_t n,
+                           std::int64_t k, void* stream);
+
 // Routed experts, rows sorted by expert: y[rows of e] = x[rows of e] · w[e]ᵀ for every expert with rows.
 // offsets: host array of E + 1 row offsets. x: [T, in], w: [E, out, in], y: [T, out].
 void grouped_linear_forward(void* y, const void* x, const void* w, Float type, const std::int64_t* offsets,

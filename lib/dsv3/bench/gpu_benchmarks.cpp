@@ -1,0 +1,120 @@
+#include "dsv3/bench/gpu_benchmarks.hpp"
+
+#include "dsv3/ops/attention.hpp"
+#include "dsv3/ops/elementwise.hpp"
+#include "dsv3/ops/matmul.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <random>
+
+namespace dsv3::bench {
+
+namespace {
+
+// The 16B flavor's routed experts and attention (REFERENCE.md §1).
+struct Moe16B {
+  static constexpr std::int64_t dim = 2048;
+  static constexpr std::int64_t moe_inter_dim = 1408;
+  static constexpr std::int64_t experts = 64;
+  static constexpr std::int64_t top_k = 6;
+  static constexpr std::int64_t heads = 16;
+  static constexpr std::int64_t qk_head_dim = 192;
+  static constexpr std::int64_t v_head_dim = 128;
+};
+
+// A CUDA tensor of `dtype` with normal values of the given deviation (made on the host once).
+Tensor random_device(Shape shape, DType dtype, std::mt19937& rng, float stddev = 1.0f) {
+  const Tensor host = Tensor::empty(shape, DType::f32);
+  std::normal_distribution<float> normal(0.0f, stddev);
+  for (std::int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = normal(rng);
+  const Tensor device = Tensor::empty(shape, dtype, Device::cuda);
+  if (dtype == DType::f32) {
+    device.copy_from(host);
+  } else {
+    const Tensor converted = Tensor::empty(shape, dtype);
+    ops::convert(converted, host);
+    device.copy_from(converted);
+  }
+  return device;
+}
+
+}  // namespace
+
+std::vector<OpResult> benchmark_gpu_ops(const GpuBenchmarkOptions& options) {
+  using S = Moe16B;
+  std::mt19937 rng(3);
+  std::vector<OpResult> results;
+  constexpr double kBf16 = 2.0;
+  // Each timed call ends with a synchronisation: the GPU's time, not the launch's.
+  const auto add = [&](std::string op, std::string shape, double flops, double bytes, const std::function<void()>& run) {
+    const double seconds = median_seconds(
+        [&] {
+          run();
+          ops::synchronize(Device::cuda);
+        },
+        options.min_seconds);
+    results.push_back({std::move(op), std::move(shape), seconds, flops, bytes});
+  };
+
+  {  // square GEMM: cuBLAS's plain call, the library's cuBLASLt path in bf16, and f32 storage on bf16 tensor cores
+    const std::int64_t n = options.gemm_size;
+    const std::string shape = fmt::format("{0}x{0}x{0}", n);
+    const double flops = 2.0 * n * n * n;
+    for (const DType dtype : {DType::bf16, DType::f32}) {
+      const Tensor a = random_device(Shape{n, n}, dtype, rng), b = random_device(Shape{n, n}, dtype, rng);
+      const Tensor c = Tensor::empty(Shape{n, n}, dtype, Device::cuda);
+      const double bytes = 3.0 * n * n * static_cast<double>(dtype_size(dtype));
+      const std::string typed = fmt::format("{} {}", shape, dtype_name(dtype));
+      add("cublasGemmEx", typed, flops, bytes, [&] { ops::cublas_reference_matmul(c, a, b); });
+      add("matmul", typed, flops, bytes, [&] { ops::matmul(c, a, b); });
+    }
+  }
+  {  // the routed experts of one micro-batch: dense at the same total size, then grouped
+    const std::int64_t rows = options.batch * options.seq_len * S::top_k;
+    const Tensor x = random_device(Shape{rows, S::dim}, DType::bf16, rng);
+    const Tensor w = random_device(Shape{S::experts, S::moe_inter_dim, S::dim}, DType::bf16, rng, 0.02f);
+    const Tensor y = Tensor::empty(Shape{rows, S::moe_inter_dim}, DType::bf16, Device::cuda);
+    const Tensor dy = random_device(y.shape(), DType::bf16, rng);
+    const Tensor dx = Tensor::empty(x.shape(), DType::bf16, Device::cuda);
+    const Tensor dw = Tensor::zeros(w.shape(), DType::bf16, Device::cuda);
+    Tensor offsets = Tensor::empty(Shape{S::experts + 1}, DType::i64);
+    for (std::int64_t e = 0; e <= S::experts; ++e) offsets.data<std::int64_t>()[e] = rows * e / S::experts;
+    const double flops = 2.0 * rows * S::dim * S::moe_inter_dim;
+    const double bytes = (x.numel() + w.numel() + y.numel()) * kBf16;
+    const std::string shape =
+        fmt::format("{} rows, {} experts, [{}, {}] bf16", rows, S::experts, S::moe_inter_dim, S::dim);
+    add("dense linear_forward", fmt::format("[{}, {}]·[{}, {}]ᵀ bf16", rows, S::dim, S::moe_inter_dim, S::dim), flops,
+        bytes, [&] { ops::linear_forward(y, x, w[0]); });
+    add("grouped_linear_forward", shape, flops, bytes, [&] { ops::grouped_linear_forward(y, x, w, offsets); });
+    add("grouped_linear_backward", shape, 2 * flops, 2 * bytes,
+        [&] { ops::grouped_linear_backward(dx, dw, dy, x, w, offsets); });
+  }
+  {  // flash attention at the MLA head dims, causal
+    const std::int64_t B = options.batch, T = options.seq_len, H = S::heads;
+    const Tensor q = random_device(Shape{B, T, H, S::qk_head_dim}, DType::bf16, rng);
+    const Tensor k = random_device(q.shape(), DType::bf16, rng);
+    const Tensor v = random_device(Shape{B, T, H, S::v_head_dim}, DType::bf16, rng);
+    const Tensor out = Tensor::empty(v.shape(), DType::bf16, Device::cuda);
+    const Tensor dout = random_device(v.shape(), DType::bf16, rng);
+    const Tensor lse = Tensor::empty(Shape{B, H, T}, DType::f32, Device::cuda);
+    const Tensor dq = Tensor::empty(q.shape(), DType::bf16, Device::cuda);
+    const Tensor dk = Tensor::empty(k.shape(), DType::bf16, Device::cuda);
+    const Tensor dv = Tensor::empty(v.shape(), DType::bf16, Device::cuda);
+    const ops::AttentionOptions attention{.scale = 1.0 / std::sqrt(static_cast<double>(S::qk_head_dim))};
+    // Causal: half of the S² products (the convention of FlashAttention's and DeepSeek's reports); the backward
+    // does 2.5× the forward's (dV, dP, dS·K, dSᵀ·Q, and P recomputed).
+    const double forward_flops = 2.0 * B * H * T * T * (S::qk_head_dim + S::v_head_dim) / 2.0;
+    const double bytes = (q.numel() + k.numel() + v.numel() + out.numel()) * kBf16;
+    const std::string shape =
+        fmt::format("B {} S {} H {} dqk {} dv {} causal bf16", B, T, H, S::qk_head_dim, S::v_head_dim);
+    add("attention_forward", shape, forward_flops, bytes,
+        [&] { ops::attention_forward(out, lse, q, k, v, Tensor(), attention); });
+    add("attention_backward", shape, 2.5 * forward_flops, 2 * bytes,
+        [&] { ops::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, Tensor(), attention); });
+  }
+  return results;
+}
+
+}  // namespace dsv3::bench
