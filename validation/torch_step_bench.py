@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""One training step of torchtitan's DeepSeekV3Model in PyTorch eager on the CPU, timed by phase, for comparison
-with `dsv3_bench step` on the same flavor, batch, sequence length and thread count.
+"""One training step of torchtitan's DeepSeekV3Model in PyTorch eager on the CPU or one GPU, timed by phase, for
+comparison with `dsv3_bench step` on the same flavor, batch, sequence length and thread count (or device).
 
     pip install torch torchtitan
     python validation/torch_step_bench.py --flavor debugmodel --batch 4 --seq-len 256 --threads 2
+    python validation/torch_step_bench.py --device cuda --flavor 16B --layers 4 --batch 2 --seq-len 4096
+
+On a GPU the forward runs under torch.autocast(bfloat16), PyTorch's usual mixed precision with fp32 weights and
+optimizer state: what dsv3 does on CUDA (fp32 storage, bf16 tensor-core products, fp32 accumulation).
 
 A step is what dsv3's is: forward with the summed cross-entropy over the batch divided by its token count,
 backward, gradient clipping at global norm 1.0, and an AdamW update (lr 8e-4, betas (0.9, 0.95), eps 1e-8, weight
@@ -58,7 +62,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--layers", type=int, default=0, help="> 0: keep only the first this many layers")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     from torchtitan.models.deepseek_v3 import model_registry
 
@@ -68,8 +75,11 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     config = model_registry(args.flavor).model
-    model = config.build()
-    model.init_states()
+    if args.layers > 0:
+        config.layers = config.layers[:args.layers]
+    with torch.device(device):
+        model = config.build()
+        model.init_states()
     for layer in model.layers.values():
         layer.attention.inner_attention = CausalSdpa()
     model.train()
@@ -80,21 +90,29 @@ def main():
     flops_per_token = 6 * active_matmul_parameters(model) + 6 * n_layers * attention.n_heads * (
         attention.qk_nope_head_dim + attention.qk_rope_head_dim + attention.v_head_dim) * args.seq_len / 2
 
-    stream = torch.randint(0, config.vocab_size, (args.batch, args.seq_len + 1))
+    stream = torch.randint(0, config.vocab_size, (args.batch, args.seq_len + 1), device=device)
     inputs, labels = stream[:, :-1].contiguous(), stream[:, 1:].contiguous()
-    positions = torch.arange(args.seq_len).unsqueeze(0).expand(args.batch, -1)
+    positions = torch.arange(args.seq_len, device=device).unsqueeze(0).expand(args.batch, -1)
+    on_gpu = device.type == "cuda"
+
+    def now():  # the GPU's time, not the launches'
+        if on_gpu:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     phases = {"forward": [], "backward": [], "optimizer": []}
     for step in range(args.warmup + args.steps):
         optimizer.zero_grad(set_to_none=False)
-        start = time.perf_counter()
-        logits = model(inputs, positions)
+        start = now()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_gpu):
+            logits = model(inputs, positions)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), reduction="sum") / labels.numel()
-        forward = time.perf_counter()
+        forward = now()
         loss.backward()
-        backward = time.perf_counter()
+        backward = now()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
         optimizer.step()
-        done = time.perf_counter()
+        done = now()
         if step >= args.warmup:
             phases["forward"].append(forward - start)
             phases["backward"].append(backward - forward)
@@ -105,8 +123,9 @@ def main():
     tokens = args.batch * args.seq_len
     tokens_per_second = tokens / step_seconds
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"torch_step_bench: torch {torch.__version__} eager, {args.threads} thread(s); torchtitan {args.flavor}, "
-          f"{parameters / 1e6:.1f}M parameters; {args.batch} x {args.seq_len} tokens per step")
+    where = torch.cuda.get_device_name() if on_gpu else f"{args.threads} thread(s)"
+    print(f"torch_step_bench: torch {torch.__version__} eager on {where}; torchtitan {args.flavor} "
+          f"({n_layers} layers), {parameters / 1e6:.1f}M parameters; {args.batch} x {args.seq_len} tokens per step")
     print(f"forward {medians['forward'] * 1e3:9.1f} ms   backward {medians['backward'] * 1e3:9.1f} ms   "
           f"optimizer {medians['optimizer'] * 1e3:8.1f} ms   step {step_seconds * 1e3:9.1f} ms   (median of "
           f"{args.steps})")

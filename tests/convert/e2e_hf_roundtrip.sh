@@ -18,7 +18,7 @@ run() {
 }
 
 "$make_dataset" "$work/data.h5" 200
-common=(--job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path="$work/data.h5"
+common=(--training.device=cpu --job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path="$work/data.h5"
         --model.hf_assets_path "" --job.dump_folder="$work/outputs" --metrics.peak_tflops=1 --training.seq_len=32
         --training.local_batch_size=2 --lr_scheduler.warmup_steps=1 --validation.enable=false)
 run "${mpiexec[@]}" "$trainer" "${common[@]}" --training.steps=3 --checkpoint.enable=true \

@@ -18,7 +18,7 @@ fail() { echo "e2e_checkpoint_fault: FAILED: $*" >&2; exit 1; }
 "$make_dataset" "$work/data.h5" 200 || fail "make_test_dataset"
 # run DUMP_FOLDER: the debug model for 4 steps, a full checkpoint every 2 steps.
 run() {
-  "${mpiexec[@]}" "$trainer" --job.config_file "$source_dir/inputs/debug_model.toml" \
+  "${mpiexec[@]}" "$trainer" --training.device=cpu --job.config_file "$source_dir/inputs/debug_model.toml" \
     --training.dataset_path="$work/data.h5" --model.hf_assets_path "" --job.dump_folder="$1" \
     --metrics.peak_tflops=1 --metrics.log_freq=1 --validation.enable=false --training.steps=4 \
     --lr_scheduler.warmup_steps=1 --training.seq_len=32 --training.local_batch_size=2 \

@@ -13,7 +13,7 @@ fail() { echo "e2e_dsv3_train: FAILED: $*" >&2; exit 1; }
 
 "$make_dataset" "$work/data.h5" 200
 
-common=(--job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path="$work/data.h5"
+common=(--training.device=cpu --job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path="$work/data.h5"
         --model.hf_assets_path "" --job.dump_folder="$work/outputs" --metrics.peak_tflops=1)
 "${mpiexec[@]}" "$trainer" "${common[@]}" --training.steps=3 --lr_scheduler.warmup_steps=1 --training.seq_len=32 \
   --training.local_batch_size=2 --metrics.log_freq=1 --validation.enable --validation.steps=1 \

@@ -35,7 +35,7 @@ expect_failure "throw while the other rank waits" "failing_rank: error on rank 1
 
 mkdir -p "$work/rank0" "$work/rank1"
 "$make_dataset" "$work/rank0/data.h5" 40 || fail "make_test_dataset"
-common=(--job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path=data.h5 --model.hf_assets_path ""
+common=(--training.device=cpu --job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path=data.h5 --model.hf_assets_path ""
         --job.dump_folder="$work/outputs" --metrics.peak_tflops=1 --training.seq_len=32 --lr_scheduler.warmup_steps=1 --validation.enable=false)
 expect_failure "config differing between ranks" \
   "dsv3_train: error on rank 0: the job config differs between ranks: rank 1 has 'steps = 3' where rank 0 has 'steps = 2'" \

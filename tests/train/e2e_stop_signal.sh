@@ -17,7 +17,7 @@ fail() { echo "e2e_stop_signal: FAILED: $*" >&2; exit 1; }
 
 "$make_dataset" "$work/data.h5" 200 || fail "make_test_dataset"
 # 12 steps; the only scheduled checkpoint is the last one. run DUMP_FOLDER.
-train_args=(--job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path="$work/data.h5"
+train_args=(--training.device=cpu --job.config_file "$source_dir/inputs/debug_model.toml" --training.dataset_path="$work/data.h5"
   --model.hf_assets_path "" --metrics.peak_tflops=1 --metrics.log_freq=1 --validation.enable=false
   --training.steps=12 --lr_scheduler.warmup_steps=1 --training.seq_len=32 --training.local_batch_size=2
   --checkpoint.enable --checkpoint.interval=100)

@@ -56,10 +56,18 @@ void update_expert_biases(model::Transformer& transformer, double coeff, MPI_Com
 void bind_local_gpu(MPI_Comm world) {
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int local_rank = 0;
+  int local_rank = 0, local_ranks = 1;
   MPI_Comm_rank(node, &local_rank);
+  MPI_Comm_size(node, &local_ranks);
   MPI_Comm_free(&node);
-  cuda_set_device(local_rank % cuda_device_count());
+  const int gpus = cuda_device_count();
+  // Each rank sees all of the node's GPUs (mpiexec) or only its own (srun --gpus-per-task=1); NCCL refuses two
+  // ranks of one communicator on one GPU.
+  DSV3_CHECK(gpus == 1 || local_ranks <= gpus,
+             "training.device = 'cuda': {} ranks on this node but {} GPUs visible: one GPU per rank (start fewer "
+             "ranks, or training.device = 'cpu')",
+             local_ranks, gpus);
+  cuda_set_device(gpus == 1 ? 0 : local_rank);
 }
 
 // The process grid of the [parallelism] degrees over `world` (collective), its communicators for `device`.
