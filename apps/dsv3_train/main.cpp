@@ -21,10 +21,14 @@ using namespace dsv3;
 
 namespace {
 
-// One device's peak for MFU: from the config, or measured on every rank at once, so that each rank sees the
-// cores shared as they are during training.
+// One device's peak for MFU: from the config; on a GPU its bf16 dense peak; on the CPU measured on every rank at
+// once, so that each rank sees the cores shared as they are during training.
 train::DevicePeak device_peak(const train::JobConfig& config, int threads, MPI_Comm comm) {
   if (config.metrics.peak_tflops > 0) return {config.metrics.peak_tflops, "metrics.peak_tflops"};
+  if (train::training_device(config) == Device::cuda) {
+    const bench::GpuPeak peak = bench::gpu_bf16_peak();
+    return {peak.tflops, peak.source};
+  }
   double gflops = bench::measure_fp32_peak().gflops;
   int ranks = 1;
   MPI_Comm_size(comm, &ranks);

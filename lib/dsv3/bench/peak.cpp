@@ -1,6 +1,9 @@
 #include "dsv3/bench/peak.hpp"
 
 #include "dsv3/core/timer.hpp"
+#include "dsv3/ops/matmul.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -63,6 +66,27 @@ PeakMeasurement measure_fp32_peak(double seconds) {
     best = std::max(best, static_cast<double>(passes) * kFlopsPerPass / timer.seconds() / 1e9);
   }
   return {best, threads};
+}
+
+GpuPeak gpu_bf16_peak() {
+  const std::string name = cuda_device_name();
+  const std::pair<const char*, double> data_sheet[] = {{"H100", 989.4}, {"H200", 989.4}, {"H800", 989.4},
+                                                       {"A100", 312.0}};
+  for (const auto& [model, tflops] : data_sheet) {
+    if (name.find(model) != std::string::npos) return {tflops, fmt::format("{}: bf16 dense, data sheet", name)};
+  }
+  const std::int64_t n = 8192;
+  const Tensor a = Tensor::zeros(Shape{n, n}, DType::bf16, Device::cuda);
+  const Tensor b = Tensor::zeros(Shape{n, n}, DType::bf16, Device::cuda);
+  const Tensor c = Tensor::empty(Shape{n, n}, DType::bf16, Device::cuda);
+  double best = 0.0;
+  for (int repeat = 0; repeat < 10; ++repeat) {
+    Timer timer;
+    ops::matmul(c, a, b);
+    ops::synchronize(Device::cuda);
+    best = std::max(best, 2.0 * n * n * n / timer.seconds() / 1e12);
+  }
+  return {best, fmt::format("{}: measured, best 8192³ bf16 matmul", name)};
 }
 
 }  // namespace dsv3::bench

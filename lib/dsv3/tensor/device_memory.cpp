@@ -117,6 +117,23 @@ int cuda_device_count() {
 
 bool cuda_available() { return cuda_device_count() > 0; }
 
+std::string cuda_device_name() {
+#ifdef DSV3_HAVE_CUDA
+  return cuda::device_name();
+#else
+  no_cuda("cuda_device_name");
+#endif
+}
+
+CudaMemory cuda_memory() {
+#ifdef DSV3_HAVE_CUDA
+  const auto [free, total] = cuda::memory_info();
+  return {total - free, total};
+#else
+  no_cuda("cuda_memory");
+#endif
+}
+
 void cuda_set_device(int ordinal) {
 #ifdef DSV3_HAVE_CUDA
   cuda::set_device(ordinal);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace dsv3 {
@@ -27,6 +28,14 @@ bool cuda_built();
 bool cuda_available();
 // GPUs visible to this process (0 without the CUDA backend).
 int cuda_device_count();
+// The current GPU's name ("NVIDIA H200") and memory: in use by every process on it (the CUDA context included),
+// and in all.
+std::string cuda_device_name();
+struct CudaMemory {
+  std::size_t used_bytes = 0;
+  std::size_t total_bytes = 0;
+};
+CudaMemory cuda_memory();
 // Makes GPU `ordinal` the current device of the calling thread: where CUDA tensors are allocated and kernels run.
 void cuda_set_device(int ordinal);
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -41,7 +42,13 @@ double status_kib_field(const std::string& status, const std::string& field) {
 
 }  // namespace
 
-MemoryUsage memory_usage() {
+MemoryUsage memory_usage(Device device) {
+  if (device == Device::cuda) {
+    static double peak_gib = 0.0;
+    const double used_gib = static_cast<double>(cuda_memory().used_bytes) / static_cast<double>(1ull << 30);
+    peak_gib = std::max(peak_gib, used_gib);
+    return {used_gib, peak_gib};
+  }
   std::ifstream file("/proc/self/status");
   if (!file) return {};
   std::stringstream status;

@@ -2,6 +2,8 @@
 // JSON lines in the run folder, for validation/plot_loss.py.
 #pragma once
 
+#include "dsv3/tensor/device_memory.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -54,7 +56,8 @@ struct MemoryUsage {
   double resident_gib = 0.0;
   double peak_resident_gib = 0.0;
 };
-MemoryUsage memory_usage();
+// The process's resident memory on the CPU; on a GPU the memory in use on it and the most seen by earlier calls.
+MemoryUsage memory_usage(Device device = Device::cpu);
 
 // "45s", "3m05s", "2h07m".
 std::string format_duration(double seconds);

@@ -144,7 +144,7 @@ std::filesystem::path Trainer::train(const DevicePeak& peak) {
       m.tokens_per_second = tokens_per_step_per_device / m.step_seconds;
       m.tflops = m.tokens_per_second * flops_per_token / 1e12;
       m.mfu = m.tflops / peak.tflops;
-      const MemoryUsage memory = memory_usage();
+      const MemoryUsage memory = memory_usage(s.layout.device);
       m.memory_gib = memory.resident_gib;
       m.state_memory_gib = gibibytes(model_state_bytes());
       m.peak_memory_gib = memory.peak_resident_gib;

@@ -42,4 +42,18 @@ void set_device(int ordinal) {
              cudaGetErrorString(status));
 }
 
+std::string device_name() {
+  int ordinal = 0;
+  cudaDeviceProp properties{};
+  check(cudaGetDevice(&ordinal), "cudaGetDevice", 0);
+  check(cudaGetDeviceProperties(&properties, ordinal), "cudaGetDeviceProperties", 0);
+  return properties.name;
+}
+
+std::pair<std::size_t, std::size_t> memory_info() {
+  std::size_t free = 0, total = 0;
+  check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo", 0);
+  return {free, total};
+}
+
 }  // namespace dsv3::cuda
