@@ -43,25 +43,39 @@ struct PlanKey {
   bool operator<(const PlanKey& other) const { return tie() < other.tie(); }
 };
 
-// The descriptors and the heuristic's algorithm for one key, made once. Row-major c = op(a)·op(b) is the
-// column-major product cᵀ = op(b)ᵀ·op(a)ᵀ, so cuBLASLt's "A" is our b and its "B" our a, with m and n swapped;
-// each stored row-major [r, c] matrix is a column-major [c, r] one with leading dimension c.
+cudaDataType_t data_type(Float type) { return type == Float::f32 ? CUDA_R_32F : CUDA_R_16BF; }
+// bf16 tensor cores with fp32 accumulation for both storage types.
+cublasComputeType_t compute_type(Float type) {
+  return type == Float::f32 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
+}
+
+// Row-major c = op(a)·op(b) is the column-major product cᵀ = op(b)ᵀ·op(a)ᵀ, so cuBLAS's "A" is our b and its "B"
+// our a, with m and n swapped; each stored row-major [r, c] matrix is a column-major [c, r] one with leading
+// dimension c. These are the column-major rows (= leading dimension) and columns of each stored operand.
+struct ColumnMajor {
+  std::int64_t b_rows, b_columns, a_rows, a_columns, c_rows, c_columns;
+};
+ColumnMajor column_major(const GemmShape& s) {
+  return {s.transpose_b ? s.k : s.n, s.transpose_b ? s.n : s.k, s.transpose_a ? s.m : s.k,
+          s.transpose_a ? s.k : s.m, s.n,                           s.m};
+}
+
+// The descriptors and the heuristic's algorithm for one key, made once; `usable()` is false when cuBLASLt offers
+// no algorithm (operands too unaligned for any of its kernels), and the product then goes through cuBLAS.
 class Plan {
  public:
   Plan(cublasLtHandle_t handle, const PlanKey& key) {
     const GemmShape& s = key.shape;
-    const cudaDataType_t data = key.type == Float::f32 ? CUDA_R_32F : CUDA_R_16BF;
-    const cublasComputeType_t compute =
-        key.type == Float::f32 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
-    check_lt(cublasLtMatmulDescCreate(&desc_, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+    const ColumnMajor dims = column_major(s);
+    check_lt(cublasLtMatmulDescCreate(&desc_, compute_type(key.type), CUDA_R_32F), "cublasLtMatmulDescCreate");
     const cublasOperation_t op_b = s.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's A
     const cublasOperation_t op_a = s.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N;  // cuBLASLt's B
     check_lt(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSA, &op_b, sizeof op_b), "TRANSA");
     check_lt(cublasLtMatmulDescSetAttribute(desc_, CUBLASLT_MATMUL_DESC_TRANSB, &op_a, sizeof op_a), "TRANSB");
-    // b stored [k, n] (or [n, k]) row-major = column-major [n, k] (or [k, n]).
-    layout_b_ = make_layout(data, s.transpose_b ? s.k : s.n, s.transpose_b ? s.n : s.k, s.batch, s.b_stride);
-    layout_a_ = make_layout(data, s.transpose_a ? s.m : s.k, s.transpose_a ? s.k : s.m, s.batch, s.a_stride);
-    layout_c_ = make_layout(data, s.n, s.m, s.batch, s.c_stride);
+    const cudaDataType_t data = data_type(key.type);
+    layout_b_ = make_layout(data, dims.b_rows, dims.b_columns, s.batch, s.b_stride);
+    layout_a_ = make_layout(data, dims.a_rows, dims.a_columns, s.batch, s.a_stride);
+    layout_c_ = make_layout(data, dims.c_rows, dims.c_columns, s.batch, s.c_stride);
 
     cublasLtMatmulPreference_t preference = nullptr;
     check_lt(cublasLtMatmulPreferenceCreate(&preference), "cublasLtMatmulPreferenceCreate");
@@ -81,9 +95,7 @@ class Plan {
     const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, desc_, layout_b_, layout_a_, layout_c_,
                                                                  layout_c_, preference, 1, &heuristic_, &found);
     cublasLtMatmulPreferenceDestroy(preference);
-    check_lt(status, "cublasLtMatmulAlgoGetHeuristic");
-    DSV3_CHECK(found > 0, "matmul: cuBLASLt has no algorithm for m {} n {} k {} (transposes {} {}, batch {})", s.m,
-               s.n, s.k, s.transpose_a, s.transpose_b, s.batch);
+    usable_ = status == CUBLAS_STATUS_SUCCESS && found > 0;
   }
   Plan(const Plan&) = delete;
   Plan& operator=(const Plan&) = delete;
@@ -94,6 +106,7 @@ class Plan {
     cublasLtMatmulDescDestroy(desc_);
   }
 
+  bool usable() const { return usable_; }
   void run(cublasLtHandle_t handle, void* c, const void* a, const void* b, float alpha, float beta, void* workspace,
            cudaStream_t stream) const {
     check_lt(cublasLtMatmul(handle, desc_, &alpha, b, layout_b_, a, layout_a_, &beta, c, layout_c_, c, layout_c_,
@@ -122,11 +135,12 @@ class Plan {
   cublasLtMatmulDesc_t desc_ = nullptr;
   cublasLtMatrixLayout_t layout_a_ = nullptr, layout_b_ = nullptr, layout_c_ = nullptr;
   cublasLtMatmulHeuristicResult_t heuristic_{};
+  bool usable_ = false;
 };
 
-// The process's cuBLASLt handle, workspace and plans (one GPU per rank, so one of each). Plans are kept for the
-// life of the process: a training run repeats a few dozen shapes (the routed experts' row counts vary, bounded by
-// the token count).
+// The process's cuBLASLt and cuBLAS handles, workspace and plans (one GPU per rank, so one of each). Plans are
+// kept for the life of the process: a training run repeats a few dozen shapes (the routed experts' row counts
+// vary, bounded by the token count).
 class Blas {
  public:
   static Blas& instance() {
@@ -139,19 +153,39 @@ class Blas {
     const PlanKey key{shape, type, beta != 0.0f, alignment_of(a), alignment_of(b), alignment_of(c)};
     const std::lock_guard<std::mutex> lock(mutex_);
     auto found = plans_.find(key);
-    if (found == plans_.end()) found = plans_.try_emplace(key, handle_, key).first;
-    found->second.run(handle_, c, a, b, alpha, beta, workspace_, stream);
+    if (found == plans_.end()) found = plans_.try_emplace(key, lt_handle_, key).first;
+    if (found->second.usable()) {
+      found->second.run(lt_handle_, c, a, b, alpha, beta, workspace_, stream);
+    } else {
+      gemm_cublas(c, a, b, type, shape, alpha, beta, stream);
+    }
+  }
+
+  // The same product through cublasGemmStridedBatchedEx with cuBLAS's default algorithm.
+  void gemm_cublas(void* c, const void* a, const void* b, Float type, const GemmShape& shape, float alpha, float beta,
+                   cudaStream_t stream) {
+    const ColumnMajor dims = column_major(shape);
+    check_lt(cublasSetStream(handle_, stream), "cublasSetStream");
+    const auto as_int = [](std::int64_t value) { return static_cast<int>(value); };
+    check_lt(cublasGemmStridedBatchedEx(
+                 handle_, shape.transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, shape.transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                 as_int(shape.n), as_int(shape.m), as_int(shape.k), &alpha, b, data_type(type), as_int(dims.b_rows),
+                 shape.b_stride, a, data_type(type), as_int(dims.a_rows), shape.a_stride, &beta, c, data_type(type),
+                 as_int(dims.c_rows), shape.c_stride, as_int(shape.batch), compute_type(type), CUBLAS_GEMM_DEFAULT),
+             "cublasGemmStridedBatchedEx");
   }
 
  private:
   Blas() {
-    check_lt(cublasLtCreate(&handle_), "cublasLtCreate");
+    check_lt(cublasLtCreate(&lt_handle_), "cublasLtCreate");
+    check_lt(cublasCreate(&handle_), "cublasCreate");
     check_cuda(cudaMalloc(&workspace_, kWorkspaceBytes), "matmul", "cudaMalloc (cuBLASLt workspace)");
   }
-  ~Blas() = default;  // the driver frees both at process exit; destroying them after it unloaded would crash
+  ~Blas() = default;  // the driver frees them at process exit; destroying them after it unloaded would crash
 
   std::mutex mutex_;
-  cublasLtHandle_t handle_ = nullptr;
+  cublasLtHandle_t lt_handle_ = nullptr;
+  cublasHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<PlanKey, Plan> plans_;
 };
@@ -198,20 +232,7 @@ void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& sh
 
 void gemm_cublas_reference(void* c, const void* a, const void* b, Float type, std::int64_t m, std::int64_t n,
                            std::int64_t k, void* stream) {
-  static cublasHandle_t handle = [] {
-    cublasHandle_t created = nullptr;
-    check_lt(cublasCreate(&created), "cublasCreate");
-    return created;
-  }();
-  check_lt(cublasSetStream(handle, as_stream(stream)), "cublasSetStream");
-  const cudaDataType_t data = type == Float::f32 ? CUDA_R_32F : CUDA_R_16BF;
-  const cublasComputeType_t compute = type == Float::f32 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
-  const float alpha = 1.0f, beta = 0.0f;
-  // Row-major c = a·b is column-major cᵀ = bᵀ·aᵀ.
-  check_lt(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m),
-                        static_cast<int>(k), &alpha, b, data, static_cast<int>(n), a, data, static_cast<int>(k), &beta,
-                        c, data, static_cast<int>(n), compute, CUBLAS_GEMM_DEFAULT),
-           "cublasGemmEx");
+  Blas::instance().gemm_cublas(c, a, b, type, product(m, n, k, false, false), 1.0f, 0.0f, as_stream(stream));
 }
 
 void grouped_linear_forward(void* y, const void* x, const void* w, Float type, const std::int64_t* offsets,
