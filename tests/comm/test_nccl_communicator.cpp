@@ -24,3 +24,12 @@ TEST_CASE("the NCCL communicator passes the checks of every communicator") {
     testing::check_every_operation(*comm, Device::cuda);
   }
 }
+
+TEST_CASE("a GPU grid's communicators take CUDA tensors through NCCL and host tensors through MPI") {
+  REQUIRE_MESSAGE(cuda_available(), "no GPU visible: run this test (label gpu) on a machine with one");
+  const ProcessGrid grid(MPI_COMM_WORLD, {}, Device::cuda);
+  for (const Group group : kGroups) {
+    testing::check_every_operation(grid.communicator(group), Device::cuda);
+    testing::check_every_operation(grid.communicator(group), Device::cpu);
+  }
+}
