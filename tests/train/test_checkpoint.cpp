@@ -131,6 +131,16 @@ TEST_CASE("checkpoint: the last, model-only checkpoint in bfloat16 gives another
                   MPI_COMM_WORLD);
   CHECK(started.resume() == "initial weights from " + exported.string() + " (model only)");
   CHECK(started.steps_taken() == 0);
+  // Initial weights need only the shapes to agree: another norm epsilon (as between the released DeepSeek-V3 and
+  // flavor 671B) is reported, not refused.
+  model::ModelArgs other_eps = tiny_model(16);
+  other_eps.norm_eps = 1e-3;
+  Trainer tuned(job(scratch, 2, "tuned", {"--checkpoint.initial_load_path=" + exported.string()}), other_eps,
+                MPI_COMM_WORLD);
+  const std::string note = tuned.resume();
+  CHECK(note.starts_with("initial weights from " + exported.string() + " (model only; its model args differ from "
+                         "this run's in norm_eps "));
+  CHECK(note.ends_with(" → 0.001)"));
   // The parameters rounded to bfloat16; the expert biases (the last 4 values) stay float32.
   const std::vector<float> loaded = full_weights(started);
   REQUIRE(loaded.size() == trained.size());

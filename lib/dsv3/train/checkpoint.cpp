@@ -30,6 +30,18 @@ constexpr const char* kChecksumAlgorithm =
 // Model args that may change between runs of one model: the flavor's name, the RoPE tables' length (computed, not
 // stored), the bias update speed (a training setting) and the initialisation (only the first weights).
 constexpr std::array<const char*, 4> kArgsNotCompared = {"flavor", "max_seq_len", "load_balance_coeff", "init"};
+// The model args that decide the parameters' shapes. Initial weights (a model-only checkpoint) need only these to
+// agree: a run may fine-tune the weights of a model with another norm epsilon, mask or routing (the released
+// DeepSeek-V3 has rms_norm_eps 1e-6 and a causal mask where flavor 671B has 1e-5 and document-causal).
+constexpr std::array<const char*, 14> kShapeArgs = {
+    "vocab_size",         "dim",          "inter_dim",        "moe_inter_dim",    "n_layers",
+    "n_dense_layers",     "n_heads",      "n_routed_experts", "n_shared_experts", "q_lora_rank",
+    "kv_lora_rank",       "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"};
+
+template <std::size_t N>
+bool listed(const std::array<const char*, N>& keys, const std::string& key) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
 
 // One dataset of the checkpoint as this rank sees it: its name and logical shape, and the elements it holds,
 // [begin, begin + local.numel()) of the flattened tensor (local undefined: none).
@@ -111,19 +123,30 @@ void* no_elements() {
   return &dummy;
 }
 
-void check_model_args(const std::string& file, const std::string& stored_text, const model::ModelArgs& args) {
+// The stored model args against the run's: every compared key must agree, or with `shapes_only` the shape keys,
+// the others' differences being returned as "key file → run" items for the log.
+std::vector<std::string> check_model_args(const std::string& file, const std::string& stored_text,
+                                          const model::ModelArgs& args, bool shapes_only) {
   const json stored = json::parse(stored_text, nullptr, /*allow_exceptions=*/false);
   DSV3_CHECK(!stored.is_discarded() && stored.is_object(), "{}: attribute 'model_args' of / is not a JSON object",
              file);
   const json run = json::parse(model_args_json(args));
+  std::vector<std::string> differences;
   for (const auto& [key, value] : run.items()) {
-    if (std::find(kArgsNotCompared.begin(), kArgsNotCompared.end(), key) != kArgsNotCompared.end()) continue;
+    if (listed(kArgsNotCompared, key)) continue;
+    const bool required = !shapes_only || listed(kShapeArgs, key);
+    if (!required && (!stored.contains(key) || stored[key] != value)) {
+      differences.push_back(fmt::format("{} {} → {}", key, stored.contains(key) ? stored[key].dump() : "?",
+                                        value.dump()));
+      continue;
+    }
     DSV3_CHECK(stored.contains(key), "{}: attribute 'model_args' of / lacks '{}'", file, key);
     DSV3_CHECK(stored[key] == value,
                "{}: a checkpoint of another model: model_args {} = {} in the file but {} in this run (model '{}' "
                "there)",
                file, key, stored[key].dump(), value.dump(), stored.value("flavor", std::string("?")));
   }
+  return differences;
 }
 
 // Fault injection for tests/train/e2e_checkpoint_fault.sh: while writing the checkpoint of step
@@ -266,7 +289,9 @@ TrainingProgress read_checkpoint(const std::filesystem::path& path, MPI_Comm com
   const std::string name = path.string();
   const h5::File file = h5::File::open(path, h5::File::Mode::read, comm);
   check_checkpoint_schema(file, name);
-  check_model_args(name, file.read_string_attribute("model_args"), args);
+  TrainingProgress progress;
+  progress.model_args_differences = check_model_args(name, file.read_string_attribute("model_args"), args,
+                                                     /*shapes_only=*/model_only);
   DSV3_CHECK(model_only || file.read_int_attribute("model_only") == 0,
              "{}: a model-only checkpoint (no optimizer state, no progress): it can give initial weights "
              "(checkpoint.initial_load_path) but cannot resume training",
@@ -302,7 +327,6 @@ TrainingProgress read_checkpoint(const std::filesystem::path& path, MPI_Comm com
                entries[i].name, checksums[i].hex(), stored_checksums[i]);
   }
 
-  TrainingProgress progress;
   if (model_only) return progress;
   const h5::Group train = file.open_group("/train");
   progress.step = train.read_int_attribute("step");

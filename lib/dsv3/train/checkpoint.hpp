@@ -62,6 +62,9 @@ struct TrainingProgress {
   std::int64_t step = 0;  // optimizer steps taken
   std::int64_t seed = 0;  // training.seed
   data::DataLoaderState data_loader;
+  // Model-only reads: the model args that differ from the run's without changing a shape ("norm_eps 1e-06 →
+  // 1e-05"); a full checkpoint's must all agree.
+  std::vector<std::string> model_args_differences;
 };
 
 struct CheckpointContents {
@@ -93,8 +96,8 @@ DType parse_checkpoint_dtype(const std::string& name, const std::string& what);
 void write_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const CheckpointState& state,
                       const TrainingProgress& progress, const CheckpointContents& contents);
 
-// Verifies `path` and reads it into `state` (only the parameters and expert biases when `model_only`). Returns the
-// progress it holds (step 0 when model_only). Collective over `comm`; an error is thrown on every rank.
+// Verifies `path` and reads it into `state` (only the parameters and expert biases when `model_only`: then only the
+// model args that decide shapes must match). Returns the progress it holds (step 0 when model_only). Collective over `comm`; an error is thrown on every rank.
 TrainingProgress read_checkpoint(const std::filesystem::path& path, MPI_Comm comm, const CheckpointState& state,
                                  const model::ModelArgs& args, bool model_only);
 

@@ -101,7 +101,14 @@ std::string Trainer::State::load_checkpoint(const std::filesystem::path& path, b
   const TrainingProgress progress =
       read_checkpoint(path, grid->comm(comm::Group::world), checkpoint_state(), args, model_only);
   data_parallel.parameters_updated();
-  if (model_only) return fmt::format("initial weights from {} (model only)", path.string());
+  if (model_only) {
+    const std::string differences =
+        progress.model_args_differences.empty()
+            ? ""
+            : fmt::format("; its model args differ from this run's in {}",
+                          fmt::join(progress.model_args_differences, ", "));
+    return fmt::format("initial weights from {} (model only{})", path.string(), differences);
+  }
   optimizer.restore_steps_taken(progress.step);
   train_loader.restore(progress.data_loader);
   return fmt::format("resumed from {} at step {}", path.string(), progress.step);
