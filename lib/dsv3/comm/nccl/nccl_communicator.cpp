@@ -290,8 +290,8 @@ void NcclOperation::launched(cudaStream_t stream) {
 }
 
 // The compute stream waits for the operation, the host does not: kernels queued after wait() see its result, and
-// the host reads device memory only through copies ordered on that stream. Freeing a buffer (cudaFree) waits for
-// the device to be idle, so dropping the buffers here cannot free memory under a running collective.
+// the host reads device memory only through copies ordered on that stream. Dropping the buffers here is safe: CUDA
+// tensors are freed in order on the compute stream (ops/cuda/runtime.cu), which now waits for the operation.
 void NcclOperation::wait() {
   if (!launched_) owner_->launch_queued();
   check_cuda(cudaStreamWaitEvent(compute_stream_, done_, 0), group_, call_);
