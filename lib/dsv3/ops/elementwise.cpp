@@ -15,7 +15,7 @@ void expect_like(const char* op, const char* name, const Tensor& tensor, const T
   expect_same_device(op, {&like, &tensor});
 }
 
-cuda::Storage cuda_storage(const char* op, const Tensor& tensor) {
+[[maybe_unused]] cuda::Storage cuda_storage(const char* op, const Tensor& tensor) {
   switch (tensor.dtype()) {
     case DType::f32: return cuda::Storage::f32;
     case DType::bf16: return cuda::Storage::bf16;
@@ -24,7 +24,7 @@ cuda::Storage cuda_storage(const char* op, const Tensor& tensor) {
   }
 }
 
-void convert_on_cuda(const Tensor& dst, const Tensor& src, Stream stream) {
+[[maybe_unused]] void convert_on_cuda(const Tensor& dst, const Tensor& src, Stream stream) {
   const char* op = "convert";
   if (is_floating(src.dtype())) {
     cuda::convert_float(dst.raw(), cuda_storage(op, dst), src.raw(), cuda_storage(op, src), src.numel(),

@@ -1,6 +1,8 @@
 #include "dsv3/ops/embedding.hpp"
 
 #include "dsv3/ops/cpu/embedding.hpp"
+#include "dsv3/ops/cuda/embedding.hpp"
+#include "dsv3/ops/cuda_dispatch.hpp"
 
 #include <vector>
 
@@ -25,17 +27,25 @@ void check_embedding(const char* op, const char* table_name, const Tensor& table
 
 }  // namespace
 
-void embedding_forward(const Tensor& y, const Tensor& table, const Tensor& ids, Stream) {
+void embedding_forward(const Tensor& y, const Tensor& table, const Tensor& ids, Stream stream) {
   const char* op = "embedding_forward";
   check_embedding(op, "table", table, "y", y, ids);
-  if (table.device() != Device::cpu) unsupported_device(op, table.device());
+  if (table.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::embedding_forward(y.raw(), table.raw(), cuda_float(op, "table", table), ids.raw(),
+                                                    cuda_index(op, "ids", ids), ids.numel(), table.size(0),
+                                                    table.size(1), stream.handle));
+  }
   cpu::embedding_forward(y, table, ids);
 }
 
-void embedding_backward(const Tensor& dtable, const Tensor& dy, const Tensor& ids, Stream) {
+void embedding_backward(const Tensor& dtable, const Tensor& dy, const Tensor& ids, Stream stream) {
   const char* op = "embedding_backward";
   check_embedding(op, "dtable", dtable, "dy", dy, ids);
-  if (dtable.device() != Device::cpu) unsupported_device(op, dtable.device());
+  if (dtable.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, cuda::embedding_backward(dtable.raw(), dy.raw(), cuda_float(op, "dtable", dtable),
+                                                     ids.raw(), cuda_index(op, "ids", ids), ids.numel(), dtable.size(0),
+                                                     dtable.size(1), stream.handle));
+  }
   cpu::embedding_backward(dtable, dy, ids);
 }
 

@@ -1,7 +1,8 @@
 // fp8 e4m3 quantisation with per-block scales: 128×128 blocks for weights (the released DeepSeek-V3
 // checkpoint format) and 1×128 tiles for activations. value ≈ q · scale_inv of its block, with
 // scale_inv = amax/448 (1 for an all-zero block) and q rounded to nearest even, clamped to ±448.
-// A NaN or infinite input is an error naming the block and the element.
+// A NaN or infinite input is an error naming the block and the element; the other blocks are written. On CUDA
+// quantisation waits for the stream to learn whether that happened; results are bit-identical to the CPU's.
 #pragma once
 
 #include "dsv3/ops/common.hpp"

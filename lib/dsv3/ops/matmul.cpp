@@ -61,7 +61,8 @@ void check_grouped(const char* op, const Tensor& y, const Tensor& x, const Tenso
 
 // The checked product on CUDA. A rank-2 b shared by a batch is folded into one product when a is not transposed
 // (a [B, m, k] is [B·m, k] and c [B·m, n]), and run entry by entry otherwise.
-void matmul_on_cuda(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options, Stream stream) {
+[[maybe_unused]] void matmul_on_cuda(const Tensor& c, const Tensor& a, const Tensor& b, const GemmOptions& options,
+                                     Stream stream) {
   const char* op = "matmul";
   const cuda::Float type = cuda_float(op, "c", c);
   cuda::GemmShape shape;
@@ -89,8 +90,8 @@ void matmul_on_cuda(const Tensor& c, const Tensor& a, const Tensor& b, const Gem
 }
 
 // dx = dy · w (when dx is defined), dw += dyᵀ · x.
-void linear_backward_on_cuda(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x, const Tensor& w,
-                             Stream stream) {
+[[maybe_unused]] void linear_backward_on_cuda(const Tensor& dx, const Tensor& dw, const Tensor& dy, const Tensor& x,
+                                              const Tensor& w, Stream stream) {
   if (dx.defined()) matmul_on_cuda(as_matrix(dx), as_matrix(dy), w, GemmOptions{}, stream);
   matmul_on_cuda(dw, as_matrix(dy), as_matrix(x), GemmOptions{.transpose_a = true, .beta = 1.0}, stream);
 }

@@ -1,4 +1,5 @@
-// RMSNorm: y = x · rsqrt(mean(x²) + eps) · w; the mean of squares is accumulated in f64, rstd stored in x's dtype.
+// RMSNorm: y = x · rsqrt(mean(x²) + eps) · w. The CPU accumulates the mean of squares in f64 and stores rstd in
+// x's dtype; CUDA accumulates in fp32 and stores rstd in f32 whatever x's dtype (f32 or bf16).
 #pragma once
 
 #include "dsv3/ops/common.hpp"

@@ -1,6 +1,8 @@
 #include "dsv3/ops/rope.hpp"
 
 #include "dsv3/ops/cpu/rope.hpp"
+#include "dsv3/ops/cuda/rope.hpp"
+#include "dsv3/ops/cuda_dispatch.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -42,8 +44,20 @@ void check_rope(const char* op, const char* x_name, const Tensor& x, const Tenso
   expect_shape(op, "sin", sin, cos.shape());
   expect_dtype(op, "positions", positions, DType::i32);
   expect_shape(op, "positions", positions, Shape{x.size(0)});
-  expect_same_dtype(op, {&x, &cos, &sin});
+  expect_same_dtype(op, {&cos, &sin});
+  // CUDA also takes f32 tables for bf16 x (the rotation is computed in fp32 either way).
+  if (x.device() != Device::cuda || cos.dtype() != DType::f32) expect_same_dtype(op, {&x, &cos});
   expect_same_device(op, {&x, &cos, &sin, &positions});
+}
+
+// The rotation of rope_forward (inverse = false) or rope_backward on CUDA; the positions are checked there.
+// (Unused in a build without CUDA.)
+[[maybe_unused]] void rope_on_cuda(const char* op, const Tensor& out, const char* in_name, const Tensor& in,
+                                   const Tensor& cos, const Tensor& sin, const Tensor& positions, bool inverse,
+                                   Stream stream) {
+  cuda::rope_rotate(out.raw(), in.raw(), cuda_float(op, in_name, in), cos.raw(), sin.raw(), cuda_float(op, "cos", cos),
+                    positions.data<std::int32_t>(), in.size(0), in.size(1), in.size(2) / 2, cos.size(0), inverse,
+                    stream.handle, op);
 }
 
 }  // namespace
@@ -99,24 +113,28 @@ void rope_table(const Tensor& cos, const Tensor& sin, const RopeConfig& config, 
 }
 
 void rope_forward(const Tensor& y, const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& positions,
-                  Stream) {
+                  Stream stream) {
   const char* op = "rope_forward";
   check_rope(op, "x", x, cos, sin, positions);
   expect_shape(op, "y", y, x.shape());
   expect_same_dtype(op, {&x, &y});
   expect_same_device(op, {&x, &y});
-  if (x.device() != Device::cpu) unsupported_device(op, x.device());
+  if (x.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, rope_on_cuda(op, y, "x", x, cos, sin, positions, false, stream));
+  }
   cpu::rope_forward(y, x, cos, sin, positions);
 }
 
 void rope_backward(const Tensor& dx, const Tensor& dy, const Tensor& cos, const Tensor& sin, const Tensor& positions,
-                   Stream) {
+                   Stream stream) {
   const char* op = "rope_backward";
   check_rope(op, "dy", dy, cos, sin, positions);
   expect_shape(op, "dx", dx, dy.shape());
   expect_same_dtype(op, {&dy, &dx});
   expect_same_device(op, {&dy, &dx});
-  if (dy.device() != Device::cpu) unsupported_device(op, dy.device());
+  if (dy.device() == Device::cuda) {
+    return DSV3_ON_CUDA(op, rope_on_cuda(op, dx, "dy", dy, cos, sin, positions, true, stream));
+  }
   cpu::rope_backward(dx, dy, cos, sin, positions);
 }
 

@@ -34,7 +34,8 @@ std::vector<double> rope_frequencies(const RopeConfig& config);
 // magnitude is 1 except for HF configs whose mscale differs from mscale_all_dim.
 void rope_table(const Tensor& cos, const Tensor& sin, const RopeConfig& config, double magnitude = 1.0);
 
-// x: [T, H, R] (R = rope_dim), positions: i32 [T] in [0, max_seq_len), y: like x (y may alias x).
+// x: [T, H, R] (R = rope_dim), positions: i32 [T] in [0, max_seq_len), y: like x (y may alias x). cos and sin have
+// x's dtype; on CUDA they may also be f32 when x is bf16. A position out of range is an error naming it.
 void rope_forward(const Tensor& y, const Tensor& x, const Tensor& cos, const Tensor& sin, const Tensor& positions,
                   Stream stream = {});
 // The inverse rotation of dy (dx may alias dy).

@@ -20,7 +20,8 @@ void check_options(const char* op, const RouterOptions& options, std::int64_t nu
              options.top_k, options.top_groups, options.n_groups, kept_experts);
 }
 
-cuda::RouterShape cuda_router_shape(const RouterOptions& options, std::int64_t tokens, std::int64_t num_experts) {
+[[maybe_unused]] cuda::RouterShape cuda_router_shape(const RouterOptions& options, std::int64_t tokens,
+                                                     std::int64_t num_experts) {
   cuda::RouterShape shape;
   shape.tokens = tokens;
   shape.experts = num_experts;

@@ -142,4 +142,18 @@ void check_equal(const std::string& what, const DeviceTensor& actual, const Tens
   actual.check_guard(what);
 }
 
+std::string cpu_error_message(const std::function<void()>& call) {
+  std::string message;
+  try {
+    call();
+  } catch (const dsv3::Error& error) {
+    message = error.what();
+  }
+  REQUIRE(!message.empty());
+  for (std::size_t at = message.find("@cpu"); at != std::string::npos; at = message.find("@cpu", at)) {
+    message.replace(at, 4, "@cuda");
+  }
+  return message;
+}
+
 }  // namespace dsv3::testing::backend

@@ -10,6 +10,7 @@
 
 #include "support/testing.hpp"
 
+#include <functional>
 #include <string>
 
 namespace dsv3::testing::backend {
@@ -65,6 +66,10 @@ Nmse nmse(const Tensor& actual, const Tensor& expected);
 void check_output(const std::string& what, const DeviceTensor& actual, const Tensor& expected, double threshold);
 // REQUIREs an index output equal to the host's element for element, and an intact guard region.
 void check_equal(const std::string& what, const DeviceTensor& actual, const Tensor& expected);
+
+// The message of the dsv3::Error that `call` (the op on host tensors) throws, "@cpu" in tensor descriptions
+// renamed "@cuda": what the CUDA op must throw for the same arguments. REQUIREs that `call` throws.
+std::string cpu_error_message(const std::function<void()>& call);
 
 // The float dtypes every op is tested in on the GPU.
 inline constexpr DType kDeviceFloatTypes[] = {DType::f32, DType::bf16};

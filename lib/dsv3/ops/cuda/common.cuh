@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <type_traits>
 
 namespace dsv3::cuda {
 
@@ -54,10 +56,78 @@ void with_index(Index dtype, Function&& function) {
   }
 }
 
+// One element of device memory read back to the host, after the work queued on the stream (which this waits for).
+template <class T>
+T read_element(const T* device, void* stream, const char* op) {
+  T value{};
+  check_cuda(cudaMemcpyAsync(&value, device, sizeof value, cudaMemcpyDeviceToHost, as_stream(stream)), op,
+             "cudaMemcpyAsync");
+  check_cuda(cudaStreamSynchronize(as_stream(stream)), op, "cudaStreamSynchronize");
+  return value;
+}
+
+// A device buffer of `count` T in stream-ordered memory: allocated on the stream, freed on it when the buffer goes
+// out of scope, so the kernels queued before then are done with it. Kernels' scratch space and result slots.
+template <class T>
+class StreamBuffer {
+ public:
+  StreamBuffer(std::int64_t count, void* stream, const char* op) : stream_(as_stream(stream)), op_(op) {
+    check_cuda(cudaMallocAsync(reinterpret_cast<void**>(&data_), sizeof(T) * static_cast<std::size_t>(count), stream_),
+               op, "cudaMallocAsync");
+  }
+  ~StreamBuffer() { cudaFreeAsync(data_, stream_); }  // a destructor must not throw; a failure shows up later
+  StreamBuffer(const StreamBuffer&) = delete;
+  StreamBuffer& operator=(const StreamBuffer&) = delete;
+
+  T* get() const { return data_; }
+  // Element 0 set from the host (queued on the stream; the value is staged before the call returns).
+  void set(const T& value) {
+    check_cuda(cudaMemcpyAsync(data_, &value, sizeof value, cudaMemcpyHostToDevice, stream_), op_, "cudaMemcpyAsync");
+  }
+  // Element 0 read back to the host: waits for the work queued on the stream.
+  T read() const { return read_element(data_, stream_, op_); }
+
+ private:
+  T* data_ = nullptr;
+  cudaStream_t stream_;
+  const char* op_;
+};
+
+// N consecutive T moved as one access: N = kVector<T> (16 bytes: 4 floats, 8 bf16) in vectorised kernels, N = 1 in
+// their fallback for pointers or row lengths that do not allow it.
+template <class T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  T values[N];
+};
+template <class T>
+inline constexpr int kVector = 16 / sizeof(T);
+// Whether every pointer is 16-byte aligned (a tensor view can start anywhere in its allocation), so that
+// Pack<T, kVector<T>> accesses at element offsets that are multiples of kVector<T> are legal.
+inline bool aligned16(std::initializer_list<const void*> pointers) {
+  return std::all_of(pointers.begin(), pointers.end(),
+                     [](const void* pointer) { return reinterpret_cast<std::uintptr_t>(pointer) % 16 == 0; });
+}
+
+// function(std::integral_constant<int, N>{}) with N = kVector<T> when `vectorised`, else 1: the kernel's pack width.
+template <class T, class Function>
+void with_pack_width(bool vectorised, Function&& function) {
+  if (vectorised) {
+    function(std::integral_constant<int, kVector<T>>{});
+  } else {
+    function(std::integral_constant<int, 1>{});
+  }
+}
+
 // Blocks for a grid-stride loop over n elements: enough to fill the GPU, never more than needed.
 inline unsigned grid_for(std::int64_t n, int threads) {
   const std::int64_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 65535));
+}
+
+// Threads for a block that works through `items` (one row's packs, one quantisation block's elements): whole
+// warps, one per item up to max_threads (a multiple of 32), so short rows do not leave most threads idle.
+inline int threads_for(std::int64_t items, int max_threads) {
+  return static_cast<int>(std::clamp<std::int64_t>((items + 31) / 32 * 32, 32, max_threads));
 }
 
 // Grid-stride loops: for (std::int64_t i = first_index(); i < n; i += index_stride()).
