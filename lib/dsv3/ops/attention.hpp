@@ -19,7 +19,8 @@ struct AttentionOptions {
 
 // q, k: [B, S, H, Dqk]; v: [B, S, H, Dv]; out: [B, S, H, Dv]; lse: [B, H, S] (natural log-sum-exp of each
 // query row's scaled, masked scores); document_ids: i32 [B, S] for document_causal, undefined for causal.
-// All float tensors share one dtype (f32 or f64).
+// All float tensors share one dtype (f32 or f64 on the CPU; f32 or bf16 on CUDA), except lse on CUDA: always f32
+// there, as a softmax statistic.
 void attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v,
                        const Tensor& document_ids, const AttentionOptions& options, Stream stream = {});
 // dq, dk, dv overwritten.
