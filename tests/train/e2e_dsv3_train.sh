@@ -17,7 +17,7 @@ common=(--training.device=cpu --job.config_file "$source_dir/inputs/debug_model.
         --model.hf_assets_path "" --job.dump_folder="$work/outputs" --metrics.peak_tflops=1)
 "${mpiexec[@]}" "$trainer" "${common[@]}" --training.steps=3 --lr_scheduler.warmup_steps=1 --training.seq_len=32 \
   --training.local_batch_size=2 --metrics.log_freq=1 --validation.enable --validation.steps=1 \
-  >"$work/stdout" 2>"$work/stderr" || { cat "$work/stdout" "$work/stderr"; fail "dsv3_train exited with $?"; }
+  >"$work/stdout" 2>"$work/stderr" || { status=$?; cat "$work/stdout" "$work/stderr"; fail "dsv3_train exited with $status"; }
 cat "$work/stdout"
 grep -q "^step 3/3  loss" "$work/stdout" || fail "no line for step 3 of 3"
 grep -q "^FLOPs per token: " "$work/stdout" || fail "the FLOPs formula is not stated"

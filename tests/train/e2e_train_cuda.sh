@@ -21,7 +21,7 @@ run() {  # run NAME DEVICE FOLDER [overrides...]: stdout to $work/NAME.out
   local name="$1" device="$2" folder="$3"
   shift 3
   "${mpiexec[@]}" "$trainer" "${common[@]}" --training.device="$device" --job.dump_folder="$work/$folder" "$@" \
-    >"$work/$name.out" 2>&1 || { cat "$work/$name.out"; fail "dsv3_train ($name) exited with $?"; }
+    >"$work/$name.out" 2>&1 || { status=$?; cat "$work/$name.out"; fail "dsv3_train ($name) exited with $status"; }
 }
 losses() { grep -o '^step  *[0-9]*/10  loss  *[0-9.]*' "$1" | awk '{print $2, $4}'; }
 # close A B TOLERANCE: the losses of every step both logged agree within TOLERANCE relative.

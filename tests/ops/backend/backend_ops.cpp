@@ -34,6 +34,7 @@ Tensor random_representable(Shape shape, DType dtype, Rng& rng, double low, doub
 }
 
 DeviceTensor::DeviceTensor(Shape shape, DType dtype) {
+  REQUIRE_MESSAGE(cuda_available(), "no GPU visible: test_backend_ops (ctest label gpu) runs on a machine with one");
   const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
   const std::size_t padded = (bytes + 255) / 256 * 256;  // the guard starts aligned, like any allocation
   const Tensor block = Tensor::empty(Shape{static_cast<std::int64_t>(padded + kGuardBytes)}, DType::fp8_e4m3,
