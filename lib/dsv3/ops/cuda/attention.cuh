@@ -140,6 +140,25 @@ __device__ __forceinline__ void mma(float c[4], const std::uint32_t a[4], std::u
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// s[b] = rows_tile[warp's 16 rows from row0] · columns_tile[8·b .. 8·b + 8)ᵀ over the first `depth` columns of
+// both (a multiple of 16), for kColumns rows of columns_tile: the scores of a q tile against a k tile (or the
+// transposed scores, k against q). Both tiles row-major with `stride` elements per row.
+template <int kColumns>
+__device__ __forceinline__ void tile_scores(float (&s)[kColumns / 8][4], const bfloat16* rows_tile,
+                                            const bfloat16* columns_tile, int stride, int row0, int depth) {
+  for (int step = 0; step < depth / 16; ++step) {
+    std::uint32_t a[4];
+    load_a(a, rows_tile, stride, row0, step * 16);
+#pragma unroll
+    for (int pair = 0; pair < kColumns / 16; ++pair) {
+      std::uint32_t b[4];
+      load_b_from_rows(b, columns_tile, stride, pair * 16, step * 16);
+      mma(s[2 * pair], a, b[0], b[1]);
+      mma(s[2 * pair + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // Two floats as one register of bf16 (low half: `low`, the lower column).
 __device__ __forceinline__ std::uint32_t pack_bf16(float low, float high) {
   const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);

@@ -118,17 +118,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // sᵀ = k[warp's 16 keys] · q[32 queries]ᵀ, by 8-query block; then Pᵀ = exp2(sᵀ · scale_log2 − lse_log2).
     float s[kStep / 8][4] = {};
-    for (int step = 0; step < p.qk_padded / 16; ++step) {
-      std::uint32_t a[4];
-      load_a(a, k_tile, qk_row, warp * 16, step * 16);
-#pragma unroll
-      for (int pair = 0; pair < kStep / 16; ++pair) {
-        std::uint32_t bq[4];
-        load_b_from_rows(bq, q_tile, qk_row, pair * 16, step * 16);
-        mma(s[2 * pair], a, bq[0], bq[1]);
-        mma(s[2 * pair + 1], a, bq[2], bq[3]);
-      }
-    }
+    tile_scores<kStep>(s, k_tile, q_tile, qk_row, warp * 16, p.qk_padded);
 #pragma unroll
     for (int block = 0; block < kStep / 8; ++block) {
 #pragma unroll
@@ -242,17 +232,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // s = q[warp's 16 rows] · k[64 keys]ᵀ; P = exp2(s · scale_log2 − lse_log2).
     float s[kTile / 8][4] = {};
-    for (int step = 0; step < p.qk_padded / 16; ++step) {
-      std::uint32_t a[4];
-      load_a(a, q_tile, qk_row, warp * 16, step * 16);
-#pragma unroll
-      for (int pair = 0; pair < kTile / 16; ++pair) {
-        std::uint32_t bk[4];
-        load_b_from_rows(bk, k_tile, qk_row, pair * 16, step * 16);
-        mma(s[2 * pair], a, bk[0], bk[1]);
-        mma(s[2 * pair + 1], a, bk[2], bk[3]);
-      }
-    }
+    tile_scores<kTile>(s, q_tile, k_tile, qk_row, warp * 16, p.qk_padded);
 #pragma unroll
     for (int block = 0; block < kTile / 8; ++block) {
 #pragma unroll

@@ -84,17 +84,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // s = q[warp's 16 rows] · k[64 keys]ᵀ, by 8-key block.
     float s[kTile / 8][4] = {};
-    for (int step = 0; step < p.qk_padded / 16; ++step) {
-      std::uint32_t a[4];
-      load_a(a, q_tile, qk_row, warp * 16, step * 16);
-#pragma unroll
-      for (int pair = 0; pair < kTile / 16; ++pair) {
-        std::uint32_t bk[4];
-        load_b_from_rows(bk, k_tile, qk_row, pair * 16, step * 16);
-        mma(s[2 * pair], a, bk[0], bk[1]);
-        mma(s[2 * pair + 1], a, bk[2], bk[3]);
-      }
-    }
+    tile_scores<kTile>(s, q_tile, k_tile, qk_row, warp * 16, p.qk_padded);
 
     // Scores in base-2 units, −inf where hidden; then the online softmax of each of the thread's two rows.
 #pragma unroll
