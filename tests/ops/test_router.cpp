@@ -183,6 +183,14 @@ TEST_CASE("router by hand: T=1, E=4, scores 0.1 0.2 0.3 0.4") {
     CHECK(to_vector(routing.experts) == std::vector<double>{0, 1});
     DSV3_CHECK_CLOSE(compare(routing.weights, from_values(Shape{1, 2}, DType::f64, {0.1, 0.2}), 1e-14, 0));
   }
+  SUBCASE("a NaN score ranks last (as on CUDA): chosen only when nothing else is left") {
+    const Tensor with_nan = from_values(Shape{1, 4}, DType::f64, {std::nan(""), 0.0, 1.0, -1.0});
+    const ops::RouterOptions sigmoid{.score = ops::RouterScore::sigmoid, .top_k = 3};
+    CHECK(to_vector(run_router(with_nan, Tensor(), sigmoid).experts) == std::vector<double>{2, 1, 3});
+    const std::vector<double> all = to_vector(run_router(with_nan, Tensor(), {.score = ops::RouterScore::sigmoid,
+                                                                               .top_k = 4}).experts);
+    CHECK(all == std::vector<double>{2, 1, 3, 0});
+  }
   SUBCASE("sigmoid of equal logits: ties go to the lower index") {
     const Tensor zeros = Tensor::zeros(Shape{1, 4}, DType::f64);
     const Routing routing = run_router(zeros, Tensor(), {.score = ops::RouterScore::sigmoid, .top_k = 3});

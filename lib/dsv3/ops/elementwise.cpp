@@ -63,7 +63,15 @@ void fill(const Tensor& y, double value, Stream stream) {
   const char* op = "fill";
   expect_float(op, "y", y);
   if (y.device() == Device::cuda) {
-    return DSV3_ON_CUDA(op, cuda::fill(y.raw(), cuda_float(op, "y", y), value, y.numel(), stream.handle));
+    // Rounded once from double to y's dtype here (the reference's rounding), so that the kernel's float → storage
+    // conversion is exact rather than a second rounding.
+    const Tensor exact = Tensor::empty(Shape{1}, DType::f64), stored = Tensor::empty(Shape{1}, y.dtype());
+    const Tensor widened = Tensor::empty(Shape{1}, DType::f64);
+    *exact.data<double>() = value;
+    cpu::convert(stored, exact);
+    cpu::convert(widened, stored);
+    return DSV3_ON_CUDA(op, cuda::fill(y.raw(), cuda_float(op, "y", y), *widened.data<double>(), y.numel(),
+                                       stream.handle));
   }
   cpu::fill(y, value);
 }

@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 using namespace dsv3;
 using namespace dsv3::testing;
 using namespace dsv3::testing::backend;
@@ -45,6 +47,15 @@ TEST_CASE("backend elementwise: add, axpy, scale, fill") {
       const Tensor expected_fill = Tensor::empty(shape, DType::f32);
       ops::fill(expected_fill, 0.3125);
       check_output("fill " + where, filled, expected_fill, 0.0);
+
+      // A value just above a bf16 tie rounds up when rounded once from double (twice, via f32, it would tie to 1).
+      const double above_tie = 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40);
+      ops::fill(filled, above_tie);
+      const Tensor exact = Tensor::empty(shape, DType::f64), rounded = Tensor::empty(shape, dtype);
+      ops::fill(exact, above_tie);
+      ops::convert(rounded, exact);
+      ops::convert(expected_fill, rounded);
+      check_output("fill above a tie " + where, filled, expected_fill, 0.0);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace dsv3::ops::cpu {
@@ -12,15 +13,18 @@ namespace dsv3::ops::cpu {
 namespace {
 
 // chosen[0, count) = the indices of the `count` largest values among those still available, largest first, ties
-// to the lower index; each pick is cleared from `available`. One scan per pick: count is at most top_k or
-// top_groups and n a few hundred, and unlike a sort it stays well defined when a value is NaN.
+// to the lower index, NaN read as −∞ (so a NaN score is chosen only when nothing else is left, as on CUDA); each
+// pick is cleared from `available`. One scan per pick: count is at most top_k or top_groups and n a few hundred.
 template <class T>
 void take_largest(const T* values, std::int64_t n, std::uint8_t* available, std::int64_t count,
                   std::int32_t* chosen) {
+  const auto key = [&](std::int64_t i) {
+    return std::isnan(values[i]) ? -std::numeric_limits<T>::infinity() : values[i];
+  };
   for (std::int64_t pick = 0; pick < count; ++pick) {
     std::int64_t best = -1;
     for (std::int64_t i = 0; i < n; ++i) {
-      if (available[i] && (best < 0 || values[i] > values[best])) best = i;
+      if (available[i] && (best < 0 || key(i) > key(best))) best = i;
     }
     available[best] = 0;
     chosen[pick] = static_cast<std::int32_t>(best);

@@ -9,7 +9,7 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kThreads = kWarpsPerBlock * 32;
 
-// The position of the largest available value in [0, n) over the warp, ties (and NaN, read as −∞) to the lower
+// The position of the largest available value in [0, n) over the warp, NaN read as −∞ and ties to the lower
 // index, as the CPU's scan picks: every lane returns it. n ≥ 1 and at least one entry is available.
 __device__ int warp_argmax(const float* values, const unsigned char* available, int n) {
   float best = -INFINITY;
@@ -88,8 +88,6 @@ __global__ void router_forward_kernel(T* scores, std::int32_t* experts, T* weigh
         __syncwarp();
         const int second = warp_argmax(biased + g * group_size, available + g * group_size, group_size);
         sum += biased[g * group_size + second];
-        __syncwarp();
-        if (lane == 0) available[g * group_size + first] = 1;
       }
       if (lane == 0) {
         group_score[g] = sum;
