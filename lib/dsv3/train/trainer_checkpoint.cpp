@@ -122,7 +122,10 @@ std::filesystem::path Trainer::save_checkpoint(bool model_only) {
   State& s = *state_;
   const MPI_Comm world = s.grid->comm(comm::Group::world);
   const CheckpointState state = s.checkpoint_state();
-  const TrainingProgress progress{s.optimizer.steps_taken(), s.config.training.seed, s.train_loader.state()};
+  const TrainingProgress progress{.step = s.optimizer.steps_taken(),
+                                  .seed = s.config.training.seed,
+                                  .data_loader = s.train_loader.state(),
+                                  .model_args_differences = {}};
   const CheckpointContents contents{model_only, export_dtype(s.config, s.data_parallel.params().dtype(), model_only),
                                     model_args_json(s.args), to_toml(s.config)};
   return save_checkpoint_file(checkpoint_folder(s.config), progress.step, s.config.checkpoint.keep_latest_k, world,
