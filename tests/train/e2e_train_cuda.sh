@@ -26,7 +26,7 @@ run() {  # run NAME DEVICE FOLDER [overrides...]: stdout to $work/NAME.out
 losses() { grep -o '^step  *[0-9]*/10  loss  *[0-9.]*' "$1" | awk '{print $2, $4}'; }
 # close A B TOLERANCE: the losses of every step both logged agree within TOLERANCE relative.
 close() {
-  join <(losses "$1") <(losses "$2") | awk -v tol="$3" '
+  join <(losses "$1" | sort) <(losses "$2" | sort) | awk -v tol="$3" '
     { n++; d = $2 - $3; if (d < 0) d = -d; if (d > tol * $3) { print "step " $1 ": " $2 " vs " $3; bad++ } }
     END { exit (n == 0 || bad > 0) }'
 }
