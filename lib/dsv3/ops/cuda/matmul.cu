@@ -5,9 +5,12 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
+#include <algorithm>
+#include <array>
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 namespace dsv3::cuda {
 
@@ -138,9 +141,13 @@ class Plan {
   bool usable_ = false;
 };
 
-// The process's cuBLASLt and cuBLAS handles, workspace and plans (one GPU per rank, so one of each). Plans are
-// kept for the life of the process: a training run repeats a few dozen shapes (the routed experts' row counts
-// vary, bounded by the token count).
+// Streams the routed experts' products run on side by side: one expert's product is small (a few hundred rows
+// of [1408, 2048] fill a fraction of the GPU's SMs), so several at once keep it busy.
+constexpr int kExpertLanes = 4;
+
+// The process's cuBLASLt and cuBLAS handles, plans, and the expert lanes with a cuBLASLt workspace each (one GPU
+// per rank, so one of each). Plans are kept for the life of the process: a training run repeats a few dozen shapes
+// (the routed experts' row counts vary, bounded by the token count).
 class Blas {
  public:
   static Blas& instance() {
@@ -148,20 +155,26 @@ class Blas {
     return blas;
   }
 
-  void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& shape, float alpha, float beta,
-            cudaStream_t stream) {
-    const PlanKey key{shape, type, beta != 0.0f, alignment_of(a), alignment_of(b), alignment_of(c)};
+  // Whether cuBLASLt has an algorithm for the product (the plan is made and kept on first use).
+  bool lt_usable(const void* c, const void* a, const void* b, Float type, const GemmShape& shape, float beta) {
     const std::lock_guard<std::mutex> lock(mutex_);
-    auto found = plans_.find(key);
-    if (found == plans_.end()) found = plans_.try_emplace(key, lt_handle_, key).first;
-    if (found->second.usable()) {
-      found->second.run(lt_handle_, c, a, b, alpha, beta, workspace_, stream);
+    return plan(c, a, b, type, shape, beta).usable();
+  }
+
+  // The product on `stream`; lane ≥ 0: one of the expert lanes (stream is then that lane's), -1: the caller's.
+  void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& shape, float alpha, float beta,
+            cudaStream_t stream, int lane = -1) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    const Plan& found = plan(c, a, b, type, shape, beta);
+    if (found.usable()) {
+      found.run(lt_handle_, c, a, b, alpha, beta, workspaces_[lane + 1], stream);
     } else {
       gemm_cublas(c, a, b, type, shape, alpha, beta, stream);
     }
   }
 
-  // The same product through cublasGemmStridedBatchedEx with cuBLAS's default algorithm.
+  // The same product through cublasGemmStridedBatchedEx with cuBLAS's default algorithm (never on an expert lane:
+  // the cuBLAS handle's workspace is not per stream).
   void gemm_cublas(void* c, const void* a, const void* b, Float type, const GemmShape& shape, float alpha, float beta,
                    cudaStream_t stream) {
     const ColumnMajor dims = column_major(shape);
@@ -175,18 +188,52 @@ class Blas {
              "cublasGemmStridedBatchedEx");
   }
 
+  // Fork: every lane waits for the work queued on `caller` so far. Join: `caller` waits for every lane.
+  void fork(cudaStream_t caller) {
+    check_cuda(cudaEventRecord(fork_, caller), "grouped_linear", "cudaEventRecord");
+    for (cudaStream_t lane : lanes_) {
+      check_cuda(cudaStreamWaitEvent(lane, fork_, 0), "grouped_linear", "cudaStreamWaitEvent");
+    }
+  }
+  void join(cudaStream_t caller) {
+    for (int i = 0; i < kExpertLanes; ++i) {
+      check_cuda(cudaEventRecord(joins_[i], lanes_[i]), "grouped_linear", "cudaEventRecord");
+      check_cuda(cudaStreamWaitEvent(caller, joins_[i], 0), "grouped_linear", "cudaStreamWaitEvent");
+    }
+  }
+  cudaStream_t lane(int i) const { return lanes_[i]; }
+
  private:
   Blas() {
     check_lt(cublasLtCreate(&lt_handle_), "cublasLtCreate");
     check_lt(cublasCreate(&handle_), "cublasCreate");
-    check_cuda(cudaMalloc(&workspace_, kWorkspaceBytes), "matmul", "cudaMalloc (cuBLASLt workspace)");
+    for (void*& workspace : workspaces_) {
+      check_cuda(cudaMalloc(&workspace, kWorkspaceBytes), "matmul", "cudaMalloc (cuBLASLt workspace)");
+    }
+    for (cudaStream_t& lane : lanes_) {
+      check_cuda(cudaStreamCreateWithFlags(&lane, cudaStreamNonBlocking), "matmul", "cudaStreamCreateWithFlags");
+    }
+    check_cuda(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming), "matmul", "cudaEventCreate");
+    for (cudaEvent_t& join : joins_) {
+      check_cuda(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), "matmul", "cudaEventCreate");
+    }
   }
   ~Blas() = default;  // the driver frees them at process exit; destroying them after it unloaded would crash
+
+  const Plan& plan(const void* c, const void* a, const void* b, Float type, const GemmShape& shape, float beta) {
+    const PlanKey key{shape, type, beta != 0.0f, alignment_of(a), alignment_of(b), alignment_of(c)};
+    auto found = plans_.find(key);
+    if (found == plans_.end()) found = plans_.try_emplace(key, lt_handle_, key).first;
+    return found->second;
+  }
 
   std::mutex mutex_;
   cublasLtHandle_t lt_handle_ = nullptr;
   cublasHandle_t handle_ = nullptr;
-  void* workspace_ = nullptr;
+  std::array<void*, kExpertLanes + 1> workspaces_{};  // [0]: the caller's stream, [1 + i]: lane i
+  std::array<cudaStream_t, kExpertLanes> lanes_{};
+  cudaEvent_t fork_ = nullptr;
+  std::array<cudaEvent_t, kExpertLanes> joins_{};
   std::map<PlanKey, Plan> plans_;
 };
 
@@ -235,31 +282,70 @@ void gemm_cublas_reference(void* c, const void* a, const void* b, Float type, st
   Blas::instance().gemm_cublas(c, a, b, type, product(m, n, k, false, false), 1.0f, 0.0f, as_stream(stream));
 }
 
+namespace {
+
+// One product of the routed experts: c = a·op(b) + beta·c for one expert's rows.
+struct ExpertProduct {
+  void* c;
+  const void* a;
+  const void* b;
+  GemmShape shape;
+  float beta;
+};
+
+// The experts' products on the expert lanes (expert by expert, round robin) between a fork from and a join into
+// `stream`; on `stream` itself, one after another, when one of them needs the cuBLAS fallback.
+void run_expert_products(const std::vector<ExpertProduct>& products, Float type, void* stream) {
+  Blas& blas = Blas::instance();
+  const cudaStream_t caller = as_stream(stream);
+  const bool lanes = std::all_of(products.begin(), products.end(), [&](const ExpertProduct& p) {
+    return blas.lt_usable(p.c, p.a, p.b, type, p.shape, p.beta);
+  });
+  if (!lanes) {
+    for (const ExpertProduct& p : products) blas.gemm(p.c, p.a, p.b, type, p.shape, 1.0f, p.beta, caller);
+    return;
+  }
+  blas.fork(caller);
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    const ExpertProduct& p = products[i];
+    const int lane = static_cast<int>(i % kExpertLanes);
+    blas.gemm(p.c, p.a, p.b, type, p.shape, 1.0f, p.beta, blas.lane(lane), lane);
+  }
+  blas.join(caller);
+}
+
+}  // namespace
+
 void grouped_linear_forward(void* y, const void* x, const void* w, Float type, const std::int64_t* offsets,
                             std::int64_t experts, std::int64_t in, std::int64_t out, void* stream) {
+  std::vector<ExpertProduct> products;
   for (std::int64_t e = 0; e < experts; ++e) {
     const std::int64_t rows = offsets[e + 1] - offsets[e];
     if (rows == 0) continue;
-    gemm(advance(y, offsets[e] * out, type), advance(x, offsets[e] * in, type), advance(w, e * out * in, type), type,
-         product(rows, out, in, false, true), 1.0, 0.0, stream);
+    products.push_back({advance(y, offsets[e] * out, type), advance(x, offsets[e] * in, type),
+                        advance(w, e * out * in, type), product(rows, out, in, false, true), 0.0f});
   }
+  run_expert_products(products, type, stream);
 }
 
 void grouped_linear_backward(void* dx, void* dw, const void* dy, const void* x, const void* w, Float type,
                              const std::int64_t* offsets, std::int64_t experts, std::int64_t in, std::int64_t out,
                              void* stream) {
+  // Per expert, dx = dy·w (overwritten) and dw += dyᵀ·x: no two products write the same output, so any lane
+  // may take any of them.
+  std::vector<ExpertProduct> products;
   for (std::int64_t e = 0; e < experts; ++e) {
     const std::int64_t rows = offsets[e + 1] - offsets[e];
     if (rows == 0) continue;
     const void* dy_e = advance(dy, offsets[e] * out, type);  // [rows, out]
     const void* x_e = advance(x, offsets[e] * in, type);     // [rows, in]
     if (dx != nullptr) {
-      gemm(advance(dx, offsets[e] * in, type), dy_e, advance(w, e * out * in, type), type,
-           product(rows, in, out, false, false), 1.0, 0.0, stream);
+      products.push_back({advance(dx, offsets[e] * in, type), dy_e, advance(w, e * out * in, type),
+                          product(rows, in, out, false, false), 0.0f});
     }
-    gemm(advance(dw, e * out * in, type), dy_e, x_e, type, product(out, in, rows, true, false),
-         1.0, 1.0, stream);
+    products.push_back({advance(dw, e * out * in, type), dy_e, x_e, product(out, in, rows, true, false), 1.0f});
   }
+  run_expert_products(products, type, stream);
 }
 
 }  // namespace dsv3::cuda
