@@ -1,5 +1,6 @@
 #include "dsv3/ops/cuda/elementwise.hpp"
 
+#include "dsv3/ops/cuda/checks.hpp"
 #include "dsv3/ops/cuda/common.cuh"
 
 #include <cuda_fp8.h>
@@ -35,16 +36,6 @@ template <class To, class From>
 __global__ void convert_float_kernel(To* dst, const From* src, std::int64_t n) {
   for (std::int64_t i = first_index(); i < n; i += index_stride()) {
     store(dst, i, load(src, i));
-  }
-}
-
-// first_bad: the smallest index of a value that does not fit (n when none does); the copy happens in a second
-// pass only when all fit, so a failed conversion leaves dst unchanged.
-template <class From>
-__global__ void find_out_of_range(const From* src, std::int64_t n, unsigned long long* first_bad) {
-  for (std::int64_t i = first_index(); i < n; i += index_stride()) {
-    const std::int64_t value = src[i];
-    if (value < INT32_MIN || value > INT32_MAX) atomicMin(first_bad, static_cast<unsigned long long>(i));
   }
 }
 
@@ -129,22 +120,10 @@ void convert_float(void* dst, Storage dst_type, const void* src, Storage src_typ
 
 void convert_index(void* dst, Index dst_type, const void* src, Index src_type, std::int64_t n, void* stream) {
   if (n == 0) return;
-  if (dst_type == Index::i32 && src_type == Index::i64) {
-    unsigned long long* first_bad = nullptr;
-    check_cuda(cudaMallocAsync(&first_bad, sizeof *first_bad, as_stream(stream)), "convert", "cudaMallocAsync");
-    const unsigned long long none = static_cast<unsigned long long>(n);
-    check_cuda(cudaMemcpyAsync(first_bad, &none, sizeof none, cudaMemcpyHostToDevice, as_stream(stream)), "convert",
-               "cudaMemcpyAsync");
-    find_out_of_range<<<grid_for(n, kThreads), kThreads, 0, as_stream(stream)>>>(
-        static_cast<const std::int64_t*>(src), n, first_bad);
-    check_launch("convert");
-    unsigned long long bad = 0;
-    check_cuda(cudaMemcpyAsync(&bad, first_bad, sizeof bad, cudaMemcpyDeviceToHost, as_stream(stream)), "convert",
-               "cudaMemcpyAsync");
-    check_cuda(cudaFreeAsync(first_bad, as_stream(stream)), "convert", "cudaFreeAsync");
-    synchronize(stream, "convert");
-    DSV3_CHECK(bad == static_cast<unsigned long long>(n), "convert: element {} of the i64 source does not fit in i32",
-               bad);
+  if (dst_type == Index::i32 && src_type == Index::i64) {  // checked before anything is written
+    const OutOfRange bad = find_out_of_range(src, Index::i64, n, INT32_MIN, std::int64_t{INT32_MAX} + 1, INT32_MIN,
+                                             stream, "convert");
+    DSV3_CHECK(bad.index < 0, "convert: element {} of the i64 source does not fit in i32", bad.index);
   }
   with_index(dst_type, [&](auto to) {
     with_index(src_type, [&](auto from) {
