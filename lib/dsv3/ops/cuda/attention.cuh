@@ -172,6 +172,27 @@ __device__ __forceinline__ void accumulators_as_a(std::uint32_t a[4], const floa
   a[3] = pack_bf16(c[2 * step + 1][2], c[2 * step + 1][3]);
 }
 
+// acc[b] += A · tile[.., 8·b .. 8·b + 8) for the first `padded_columns` columns (a multiple of 16), where A is the
+// warp's 16 × kDepth scores in their accumulators (rounded to bf16) and tile is row-major [kDepth rows, columns]:
+// P·v, Pᵀ·dout, dS·k and dSᵀ·q.
+template <int kDepth, int kMaxColumns>
+__device__ __forceinline__ void scores_times_tile(float (&acc)[kMaxColumns / 8][4], const float (&scores)[kDepth / 8][4],
+                                                  const bfloat16* tile, int stride, int padded_columns) {
+#pragma unroll
+  for (int step = 0; step < kDepth / 16; ++step) {
+    std::uint32_t a[4];
+    accumulators_as_a(a, scores, step);
+#pragma unroll
+    for (int pair = 0; pair < kMaxColumns / 16; ++pair) {
+      if (pair * 16 >= padded_columns) break;
+      std::uint32_t b[4];
+      load_b_from_columns(b, tile, stride, step * 16, pair * 16);
+      mma(acc[2 * pair], a, b[0], b[1]);
+      mma(acc[2 * pair + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // Eight consecutive elements as bf16.
 __device__ __forceinline__ uint4 load8(const bfloat16* p) { return *reinterpret_cast<const uint4*>(p); }
 __device__ __forceinline__ uint4 load8(const float* p) {

@@ -132,19 +132,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();  // dout arrived
 
     // dv += Pᵀ · dout[queries]
-#pragma unroll
-    for (int step = 0; step < kStep / 16; ++step) {
-      std::uint32_t a[4];
-      accumulators_as_a(a, s, step);
-#pragma unroll
-      for (int pair = 0; pair < kMaxV / 16; ++pair) {
-        if (pair * 16 >= p.v_padded) break;
-        std::uint32_t bo[4];
-        load_b_from_columns(bo, dout_tile, v_row, step * 16, pair * 16);
-        mma(dv_acc[2 * pair], a, bo[0], bo[1]);
-        mma(dv_acc[2 * pair + 1], a, bo[2], bo[3]);
-      }
-    }
+    scores_times_tile<kStep, kMaxV>(dv_acc, s, dout_tile, v_row, p.v_padded);
 
     // dPᵀ = v[keys] · dout[queries]ᵀ; dSᵀ = Pᵀ ⊙ (dPᵀ − delta), into dp.
     float dp[kStep / 8][4] = {};
@@ -166,19 +154,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 
     // dk += dSᵀ · q[queries] (times the scale at the end)
-#pragma unroll
-    for (int step = 0; step < kStep / 16; ++step) {
-      std::uint32_t a[4];
-      accumulators_as_a(a, dp, step);
-#pragma unroll
-      for (int pair = 0; pair < kMaxQk / 16; ++pair) {
-        if (pair * 16 >= p.qk_padded) break;
-        std::uint32_t bq[4];
-        load_b_from_columns(bq, q_tile, qk_row, step * 16, pair * 16);
-        mma(dk_acc[2 * pair], a, bq[0], bq[1]);
-        mma(dk_acc[2 * pair + 1], a, bq[2], bq[3]);
-      }
-    }
+    scores_times_tile<kStep, kMaxQk>(dk_acc, dp, q_tile, qk_row, p.qk_padded);
   }
 
   store_rows<kMaxQk>(dk + head.qk_offset, head.qk_stride, dk_acc, k0 + warp * 16, p.seq, p.qk_dim, p.scale);
@@ -265,19 +241,7 @@ __global__ void __launch_bounds__(kThreads)
     }
 
     // dq += dS · k[keys] (times the scale at the end)
-#pragma unroll
-    for (int step = 0; step < kTile / 16; ++step) {
-      std::uint32_t a[4];
-      accumulators_as_a(a, dp, step);
-#pragma unroll
-      for (int pair = 0; pair < kMaxQk / 16; ++pair) {
-        if (pair * 16 >= p.qk_padded) break;
-        std::uint32_t bk[4];
-        load_b_from_columns(bk, k_tile, qk_row, step * 16, pair * 16);
-        mma(dq_acc[2 * pair], a, bk[0], bk[1]);
-        mma(dq_acc[2 * pair + 1], a, bk[2], bk[3]);
-      }
-    }
+    scores_times_tile<kTile, kMaxQk>(dq_acc, dp, k_tile, qk_row, p.qk_padded);
   }
 
   store_rows<kMaxQk>(dq + head.qk_offset, head.qk_stride, dq_acc, q0 + warp * 16, p.seq, p.qk_dim, p.scale);

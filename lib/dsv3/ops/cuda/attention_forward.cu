@@ -133,19 +133,7 @@ __global__ void __launch_bounds__(kThreads)
     if (next < key_end) load_keys(next);
 
     // o += P · v: P (rounded to bf16) is the A operand straight from the score accumulators.
-#pragma unroll
-    for (int step = 0; step < kTile / 16; ++step) {
-      std::uint32_t a[4];
-      accumulators_as_a(a, s, step);
-#pragma unroll
-      for (int pair = 0; pair < kMaxV / 16; ++pair) {
-        if (pair * 16 >= p.v_padded) break;
-        std::uint32_t bv[4];
-        load_b_from_columns(bv, v_tile, v_row, step * 16, pair * 16);
-        mma(o[2 * pair], a, bv[0], bv[1]);
-        mma(o[2 * pair + 1], a, bv[2], bv[3]);
-      }
-    }
+    scores_times_tile<kTile, kMaxV>(o, s, v_tile, v_row, p.v_padded);
     k0 = next;
   }
 
