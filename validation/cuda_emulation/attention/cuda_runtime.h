@@ -1,0 +1,3 @@
+// The kernels include <cuda_runtime.h>: route it to the emulated runtime.
+#pragma once
+#include "emu.hpp"
