@@ -79,7 +79,7 @@ void write_logits(const std::filesystem::path& path, const train::Evaluation& ev
 }
 
 int run(int argc, char** argv) {
-  std::string checkpoint, tokens_file, tokens, tokenizer, text, output;
+  std::string checkpoint, tokens_file, tokens, tokenizer, text, output, device;
   po::options_description options("dsv3_eval: loss, perplexity and logits of a checkpoint on token sequences");
   options.add_options()("help,h", "this help")("checkpoint", po::value(&checkpoint)->required(),
                                                "a dsv3 checkpoint (.h5)")(
@@ -87,7 +87,8 @@ int run(int argc, char** argv) {
       "tokens", po::value(&tokens), "one sequence of token ids, e.g. 0,15,27")(
       "tokenizer", po::value(&tokenizer), "tokenizer.json or its folder, for --text")(
       "text", po::value(&text), "text to tokenize (one sequence)")(
-      "output,o", po::value(&output), "logits [sequences, tokens, vocab] as .npy or .h5");
+      "output,o", po::value(&output), "logits [sequences, tokens, vocab] as .npy or .h5")(
+      "device", po::value(&device), "cpu or cuda (default: cuda when a GPU is visible)");
   po::variables_map values;
   po::store(po::parse_command_line(argc, argv, options), values);
   if (values.count("help")) {
@@ -112,7 +113,11 @@ int run(int argc, char** argv) {
                      .encode(text)};
   }
   const auto length = static_cast<std::int64_t>(sequences[0].size());
-  const std::unique_ptr<model::Transformer> model = train::load_model(checkpoint, length);
+  DSV3_CHECK(device.empty() || device == "cpu" || device == "cuda", "--device {}: expected cpu or cuda", device);
+  DSV3_CHECK(device != "cuda" || cuda_available(), "--device cuda: {}",
+             cuda_built() ? "no GPU is visible" : "this build of dsv3 has no CUDA backend");
+  const Device on = device == "cuda" || (device.empty() && cuda_available()) ? Device::cuda : Device::cpu;
+  const std::unique_ptr<model::Transformer> model = train::load_model(checkpoint, length, on);
   const train::Evaluation evaluation = train::evaluate(*model, sequences);
   if (!output.empty()) write_logits(output, evaluation);
   fmt::print("{{\"sequences\": {}, \"tokens\": {}, \"targets\": {}, \"loss\": {:.17g}, \"perplexity\": {:.17g}}}\n",

@@ -4,26 +4,24 @@
 #include "dsv3/model/model_record.hpp"
 
 #include <cmath>
-#include <cstring>
 
 namespace dsv3::train {
 
-std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, std::int64_t max_seq_len) {
+std::unique_ptr<model::Transformer> load_model(const std::filesystem::path& path, std::int64_t max_seq_len,
+                                               Device device) {
   ModelCheckpointReader reader(path);
   model::ModelArgs args = reader.args();
   args.max_seq_len = max_seq_len;
-  auto transformer = std::make_unique<model::Transformer>(args, DType::f32);
+  auto transformer = std::make_unique<model::Transformer>(args, DType::f32, device);
   model::ParameterStore& parameters = transformer->parameters();
   for (const model::ParameterSpec& spec : parameters.specs()) {
     const Tensor param = parameters.param(spec.name);
-    const Tensor values = reader.read(spec.name, 0, param.numel());
-    std::memcpy(param.raw(), values.raw(), values.nbytes());
+    param.copy_from(reader.read(spec.name, 0, param.numel()).view(param.shape()));
   }
   for (std::int64_t layer = 0; layer < args.n_layers; ++layer) {
     const Tensor& bias = transformer->expert_biases()[static_cast<std::size_t>(layer)];
     if (!bias.defined()) continue;
-    const Tensor values = reader.read(expert_bias_name(layer), 0, bias.numel());
-    std::memcpy(bias.raw(), values.raw(), values.nbytes());
+    bias.copy_from(reader.read(expert_bias_name(layer), 0, bias.numel()));
   }
   reader.verify(MPI_COMM_SELF);
   return transformer;
@@ -59,7 +57,7 @@ Evaluation evaluate(model::Transformer& model, const std::vector<std::vector<std
   model::ModelRecord record;
   const model::ForwardResult result = model.forward(record, inputs, labels, document_ids);
   Evaluation evaluation;
-  evaluation.logits = model.logits(record).clone().view(Shape{batch, length, vocab});
+  evaluation.logits = model.logits(record).to(Device::cpu).view(Shape{batch, length, vocab});
   evaluation.targets = result.valid_targets;
   evaluation.loss = result.loss_sum / static_cast<double>(result.valid_targets);
   return evaluation;
