@@ -192,7 +192,8 @@ def main():
         with open(os.path.join(work, "tokens.txt"), "w") as f:
             f.write("\n".join(" ".join(map(str, t)) for t in tokens) + "\n")
         logits_path = os.path.join(work, kind + ".npy")
-        summary = json.loads(run([evaluate, "--checkpoint", checkpoint, "--tokens-file",
+        # On the CPU: the parity target (KL < 1e-9) is fp32 against fp32; a GPU multiplies in bf16.
+        summary = json.loads(run([evaluate, "--checkpoint", checkpoint, "--device", "cpu", "--tokens-file",
                                   os.path.join(work, "tokens.txt"), "--output", logits_path]))
         kl, max_abs = compare(expected, np.load(logits_path))
         ok = kl < 1e-9
