@@ -142,7 +142,8 @@ __device__ __forceinline__ void mma(float c[4], const std::uint32_t a[4], std::u
 
 // s[b] = rows_tile[warp's 16 rows from row0] · columns_tile[8·b .. 8·b + 8)ᵀ over the first `depth` columns of
 // both (a multiple of 16), for kColumns rows of columns_tile: the scores of a q tile against a k tile (or the
-// transposed scores, k against q). Both tiles row-major with `stride` elements per row.
+// transposed scores, k against q), and dP of dout against v (or transposed). Both tiles row-major with `stride`
+// elements per row.
 template <int kColumns>
 __device__ __forceinline__ void tile_scores(float (&s)[kColumns / 8][4], const bfloat16* rows_tile,
                                             const bfloat16* columns_tile, int stride, int row0, int depth) {

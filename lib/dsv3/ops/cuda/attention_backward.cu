@@ -136,17 +136,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // dPᵀ = v[keys] · dout[queries]ᵀ; dSᵀ = Pᵀ ⊙ (dPᵀ − delta), into dp.
     float dp[kStep / 8][4] = {};
-    for (int step = 0; step < p.v_padded / 16; ++step) {
-      std::uint32_t a[4];
-      load_a(a, v_tile, v_row, warp * 16, step * 16);
-#pragma unroll
-      for (int pair = 0; pair < kStep / 16; ++pair) {
-        std::uint32_t bo[4];
-        load_b_from_rows(bo, dout_tile, v_row, pair * 16, step * 16);
-        mma(dp[2 * pair], a, bo[0], bo[1]);
-        mma(dp[2 * pair + 1], a, bo[2], bo[3]);
-      }
-    }
+    tile_scores<kStep>(dp, v_tile, dout_tile, v_row, warp * 16, p.v_padded);
 #pragma unroll
     for (int block = 0; block < kStep / 8; ++block) {
 #pragma unroll
@@ -223,17 +213,7 @@ __global__ void __launch_bounds__(kThreads)
 
     // dP = dout[warp's rows] · v[keys]ᵀ; dS = P ⊙ (dP − delta), into dp.
     float dp[kTile / 8][4] = {};
-    for (int step = 0; step < p.v_padded / 16; ++step) {
-      std::uint32_t a[4];
-      load_a(a, dout_tile, v_row, warp * 16, step * 16);
-#pragma unroll
-      for (int pair = 0; pair < kTile / 16; ++pair) {
-        std::uint32_t bv[4];
-        load_b_from_rows(bv, v_tile, v_row, pair * 16, step * 16);
-        mma(dp[2 * pair], a, bv[0], bv[1]);
-        mma(dp[2 * pair + 1], a, bv[2], bv[3]);
-      }
-    }
+    tile_scores<kTile>(dp, dout_tile, v_tile, v_row, warp * 16, p.v_padded);
 #pragma unroll
     for (int block = 0; block < kTile / 8; ++block) {
 #pragma unroll
