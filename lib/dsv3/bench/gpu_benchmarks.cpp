@@ -1,7 +1,6 @@
 #include "dsv3/bench/gpu_benchmarks.hpp"
 
 #include "dsv3/ops/attention.hpp"
-#include "dsv3/ops/elementwise.hpp"
 #include "dsv3/ops/matmul.hpp"
 
 #include <fmt/format.h>
@@ -23,22 +22,6 @@ struct Moe16B {
   static constexpr std::int64_t qk_head_dim = 192;
   static constexpr std::int64_t v_head_dim = 128;
 };
-
-// A CUDA tensor of `dtype` with normal values of the given deviation (made on the host once).
-Tensor random_device(Shape shape, DType dtype, std::mt19937& rng, float stddev = 1.0f) {
-  const Tensor host = Tensor::empty(shape, DType::f32);
-  std::normal_distribution<float> normal(0.0f, stddev);
-  for (std::int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = normal(rng);
-  const Tensor device = Tensor::empty(shape, dtype, Device::cuda);
-  if (dtype == DType::f32) {
-    device.copy_from(host);
-  } else {
-    const Tensor converted = Tensor::empty(shape, dtype);
-    ops::convert(converted, host);
-    device.copy_from(converted);
-  }
-  return device;
-}
 
 }  // namespace
 
@@ -63,7 +46,8 @@ std::vector<OpResult> benchmark_gpu_ops(const GpuBenchmarkOptions& options) {
     const std::string shape = fmt::format("{0}x{0}x{0}", n);
     const double flops = 2.0 * n * n * n;
     for (const DType dtype : {DType::bf16, DType::f32}) {
-      const Tensor a = random_device(Shape{n, n}, dtype, rng), b = random_device(Shape{n, n}, dtype, rng);
+      const Tensor a = random_tensor(Shape{n, n}, Device::cuda, rng, 1.0f, dtype);
+      const Tensor b = random_tensor(Shape{n, n}, Device::cuda, rng, 1.0f, dtype);
       const Tensor c = Tensor::empty(Shape{n, n}, dtype, Device::cuda);
       const double bytes = 3.0 * n * n * static_cast<double>(dtype_size(dtype));
       const std::string typed = fmt::format("{} {}", shape, dtype_name(dtype));
@@ -73,10 +57,11 @@ std::vector<OpResult> benchmark_gpu_ops(const GpuBenchmarkOptions& options) {
   }
   {  // the routed experts of one micro-batch: dense at the same total size, then grouped
     const std::int64_t rows = options.batch * options.seq_len * S::top_k;
-    const Tensor x = random_device(Shape{rows, S::dim}, DType::bf16, rng);
-    const Tensor w = random_device(Shape{S::experts, S::moe_inter_dim, S::dim}, DType::bf16, rng, 0.02f);
+    const Tensor x = random_tensor(Shape{rows, S::dim}, Device::cuda, rng, 1.0f, DType::bf16);
+    const Tensor w =
+        random_tensor(Shape{S::experts, S::moe_inter_dim, S::dim}, Device::cuda, rng, 0.02f, DType::bf16);
     const Tensor y = Tensor::empty(Shape{rows, S::moe_inter_dim}, DType::bf16, Device::cuda);
-    const Tensor dy = random_device(y.shape(), DType::bf16, rng);
+    const Tensor dy = random_tensor(y.shape(), Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor dx = Tensor::empty(x.shape(), DType::bf16, Device::cuda);
     const Tensor dw = Tensor::zeros(w.shape(), DType::bf16, Device::cuda);
     Tensor offsets = Tensor::empty(Shape{S::experts + 1}, DType::i64);
@@ -93,11 +78,11 @@ std::vector<OpResult> benchmark_gpu_ops(const GpuBenchmarkOptions& options) {
   }
   {  // flash attention at the MLA head dims, causal
     const std::int64_t B = options.batch, T = options.seq_len, H = S::heads;
-    const Tensor q = random_device(Shape{B, T, H, S::qk_head_dim}, DType::bf16, rng);
-    const Tensor k = random_device(q.shape(), DType::bf16, rng);
-    const Tensor v = random_device(Shape{B, T, H, S::v_head_dim}, DType::bf16, rng);
+    const Tensor q = random_tensor(Shape{B, T, H, S::qk_head_dim}, Device::cuda, rng, 1.0f, DType::bf16);
+    const Tensor k = random_tensor(q.shape(), Device::cuda, rng, 1.0f, DType::bf16);
+    const Tensor v = random_tensor(Shape{B, T, H, S::v_head_dim}, Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor out = Tensor::empty(v.shape(), DType::bf16, Device::cuda);
-    const Tensor dout = random_device(v.shape(), DType::bf16, rng);
+    const Tensor dout = random_tensor(v.shape(), Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor lse = Tensor::empty(Shape{B, H, T}, DType::f32, Device::cuda);
     const Tensor dq = Tensor::empty(q.shape(), DType::bf16, Device::cuda);
     const Tensor dk = Tensor::empty(k.shape(), DType::bf16, Device::cuda);

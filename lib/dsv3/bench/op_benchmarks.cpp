@@ -41,13 +41,6 @@ struct DebugShapes {
   static constexpr std::int64_t parameters = 33'000'000;  // REFERENCE.md: 33.0M
 };
 
-Tensor random_tensor(Shape shape, Device device, std::mt19937& rng, float stddev = 1.0f) {
-  Tensor host = Tensor::empty(shape, DType::f32);
-  std::normal_distribution<float> normal(0.0f, stddev);
-  float* values = host.data<float>();
-  for (std::int64_t i = 0; i < host.numel(); ++i) values[i] = normal(rng);
-  return host.to(device);
-}
 
 Tensor int_tensor(Shape shape, std::int64_t bound, std::mt19937& rng) {
   Tensor tensor = Tensor::empty(shape, DType::i32);
@@ -57,6 +50,17 @@ Tensor int_tensor(Shape shape, std::int64_t bound, std::mt19937& rng) {
 }
 
 }  // namespace
+
+Tensor random_tensor(Shape shape, Device device, std::mt19937& rng, float stddev, DType dtype) {
+  const Tensor host = Tensor::empty(shape, DType::f32);
+  std::normal_distribution<float> normal(0.0f, stddev);
+  float* values = host.data<float>();
+  for (std::int64_t i = 0; i < host.numel(); ++i) values[i] = normal(rng);
+  if (dtype == DType::f32) return host.to(device);
+  const Tensor converted = Tensor::empty(shape, dtype);
+  ops::convert(converted, host);
+  return converted.to(device);
+}
 
 double median_seconds(const std::function<void()>& run, double min_seconds) {
   run();

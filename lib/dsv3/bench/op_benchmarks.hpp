@@ -1,9 +1,10 @@
 // Per-op throughput of the op library at the debug model's shapes and at a GEMM-bound shape.
 #pragma once
 
-#include "dsv3/tensor/device_memory.hpp"
+#include "dsv3/tensor/tensor.hpp"
 
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct OpBenchmarkOptions {
   std::int64_t tokens = 2048;  // batch·seq of the debug-shape benchmarks
   std::int64_t gemm_size = 2048;  // the GEMM-bound shape: square matrices of this size
 };
+
+// Normal values of the given deviation in `dtype` (drawn in f32 on the host, converted) on `device`.
+Tensor random_tensor(Shape shape, Device device, std::mt19937& rng, float stddev = 1.0f, DType dtype = DType::f32);
 
 // Median seconds of one call of `run`, repeated until min_seconds have passed (at least 3 calls, after a warm-up).
 // `run` includes whatever synchronisation makes its work complete (ops::synchronize for GPU ops).

@@ -126,3 +126,22 @@ TEST_CASE("backend grouped_linear: experts with no rows, one row, many rows") {
     check_output("grouped_linear_backward dw " + where, device_dw, dw, nmse_threshold(dtype));
   }
 }
+
+TEST_CASE("backend cublas_reference_matmul: the benchmarks' cuBLAS yardstick computes the same product") {
+  Rng rng(14);
+  for (const DType dtype : kDeviceFloatTypes) {
+    for (const auto& [m, n, k] : std::vector<std::array<std::int64_t, 3>>{{1, 1, 1}, {33, 17, 65}, {256, 128, 96}}) {
+      const Tensor a = random_representable(Shape{m, k}, dtype, rng), b = random_representable(Shape{k, n}, dtype, rng);
+      const Tensor expected = Tensor::empty(Shape{m, n}, DType::f32);
+      ops::matmul(expected, a, b);
+      const DeviceTensor c = DeviceTensor::poisoned(Shape{m, n}, dtype);
+      ops::cublas_reference_matmul(c, DeviceTensor::upload(a, dtype), DeviceTensor::upload(b, dtype));
+      check_output(fmt::format("cublas_reference_matmul {} [{}, {}]·[{}, {}]", dtype_name(dtype), m, k, k, n), c,
+                   expected, nmse_threshold(dtype));
+    }
+  }
+  CHECK_THROWS_WITH(ops::cublas_reference_matmul(Tensor::empty(Shape{2, 2}, DType::f32),
+                                                 Tensor::empty(Shape{2, 2}, DType::f32),
+                                                 Tensor::empty(Shape{2, 2}, DType::f32)),
+                    doctest::Contains("cuBLAS's reference needs CUDA tensors"));
+}
