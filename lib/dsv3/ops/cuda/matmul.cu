@@ -141,6 +141,15 @@ class Plan {
   bool usable_ = false;
 };
 
+// One product of the routed experts: c = a·op(b) + beta·c for one expert's rows.
+struct ExpertProduct {
+  void* c;
+  const void* a;
+  const void* b;
+  GemmShape shape;
+  float beta;
+};
+
 // Streams the routed experts' products run on side by side: one expert's product is small (a few hundred rows
 // of [1408, 2048] fill a fraction of the GPU's SMs), so several at once keep it busy.
 constexpr int kExpertLanes = 4;
@@ -155,19 +164,12 @@ class Blas {
     return blas;
   }
 
-  // Whether cuBLASLt has an algorithm for the product (the plan is made and kept on first use).
-  bool lt_usable(const void* c, const void* a, const void* b, Float type, const GemmShape& shape, float beta) {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return plan(c, a, b, type, shape, beta).usable();
-  }
-
-  // The product on `stream`; lane ≥ 0: one of the expert lanes (stream is then that lane's), -1: the caller's.
   void gemm(void* c, const void* a, const void* b, Float type, const GemmShape& shape, float alpha, float beta,
-            cudaStream_t stream, int lane = -1) {
+            cudaStream_t stream) {
     const std::lock_guard<std::mutex> lock(mutex_);
     const Plan& found = plan(c, a, b, type, shape, beta);
     if (found.usable()) {
-      found.run(lt_handle_, c, a, b, alpha, beta, workspaces_[lane + 1], stream);
+      found.run(lt_handle_, c, a, b, alpha, beta, workspaces_[0], stream);
     } else {
       gemm_cublas(c, a, b, type, shape, alpha, beta, stream);
     }
@@ -188,6 +190,26 @@ class Blas {
              "cublasGemmStridedBatchedEx");
   }
 
+  // The experts' products on the expert lanes (round robin) between a fork from and a join into `caller`; on
+  // `caller` itself, one after another, when one of them needs the cuBLAS fallback. Plans are looked up once.
+  void expert_products(const std::vector<ExpertProduct>& products, Float type, cudaStream_t caller) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    std::vector<const Plan*> found;
+    for (const ExpertProduct& p : products) found.push_back(&plan(p.c, p.a, p.b, type, p.shape, p.beta));
+    if (!std::all_of(found.begin(), found.end(), [](const Plan* candidate) { return candidate->usable(); })) {
+      for (const ExpertProduct& p : products) gemm_cublas(p.c, p.a, p.b, type, p.shape, 1.0f, p.beta, caller);
+      return;
+    }
+    fork(caller);
+    for (std::size_t i = 0; i < products.size(); ++i) {
+      const ExpertProduct& p = products[i];
+      const std::size_t lane = i % kExpertLanes;
+      found[i]->run(lt_handle_, p.c, p.a, p.b, 1.0f, p.beta, workspaces_[lane + 1], lanes_[lane]);
+    }
+    join(caller);
+  }
+
+ private:
   // Fork: every lane waits for the work queued on `caller` so far. Join: `caller` waits for every lane.
   void fork(cudaStream_t caller) {
     check_cuda(cudaEventRecord(fork_, caller), "grouped_linear", "cudaEventRecord");
@@ -201,9 +223,7 @@ class Blas {
       check_cuda(cudaStreamWaitEvent(caller, joins_[i], 0), "grouped_linear", "cudaStreamWaitEvent");
     }
   }
-  cudaStream_t lane(int i) const { return lanes_[i]; }
 
- private:
   Blas() {
     check_lt(cublasLtCreate(&lt_handle_), "cublasLtCreate");
     check_lt(cublasCreate(&handle_), "cublasCreate");
@@ -282,40 +302,6 @@ void gemm_cublas_reference(void* c, const void* a, const void* b, Float type, st
   Blas::instance().gemm_cublas(c, a, b, type, product(m, n, k, false, false), 1.0f, 0.0f, as_stream(stream));
 }
 
-namespace {
-
-// One product of the routed experts: c = a·op(b) + beta·c for one expert's rows.
-struct ExpertProduct {
-  void* c;
-  const void* a;
-  const void* b;
-  GemmShape shape;
-  float beta;
-};
-
-// The experts' products on the expert lanes (expert by expert, round robin) between a fork from and a join into
-// `stream`; on `stream` itself, one after another, when one of them needs the cuBLAS fallback.
-void run_expert_products(const std::vector<ExpertProduct>& products, Float type, void* stream) {
-  Blas& blas = Blas::instance();
-  const cudaStream_t caller = as_stream(stream);
-  const bool lanes = std::all_of(products.begin(), products.end(), [&](const ExpertProduct& p) {
-    return blas.lt_usable(p.c, p.a, p.b, type, p.shape, p.beta);
-  });
-  if (!lanes) {
-    for (const ExpertProduct& p : products) blas.gemm(p.c, p.a, p.b, type, p.shape, 1.0f, p.beta, caller);
-    return;
-  }
-  blas.fork(caller);
-  for (std::size_t i = 0; i < products.size(); ++i) {
-    const ExpertProduct& p = products[i];
-    const int lane = static_cast<int>(i % kExpertLanes);
-    blas.gemm(p.c, p.a, p.b, type, p.shape, 1.0f, p.beta, blas.lane(lane), lane);
-  }
-  blas.join(caller);
-}
-
-}  // namespace
-
 void grouped_linear_forward(void* y, const void* x, const void* w, Float type, const std::int64_t* offsets,
                             std::int64_t experts, std::int64_t in, std::int64_t out, void* stream) {
   std::vector<ExpertProduct> products;
@@ -325,7 +311,7 @@ void grouped_linear_forward(void* y, const void* x, const void* w, Float type, c
     products.push_back({advance(y, offsets[e] * out, type), advance(x, offsets[e] * in, type),
                         advance(w, e * out * in, type), product(rows, out, in, false, true), 0.0f});
   }
-  run_expert_products(products, type, stream);
+  Blas::instance().expert_products(products, type, as_stream(stream));
 }
 
 void grouped_linear_backward(void* dx, void* dw, const void* dy, const void* x, const void* w, Float type,
@@ -345,7 +331,7 @@ void grouped_linear_backward(void* dx, void* dw, const void* dy, const void* x, 
     }
     products.push_back({advance(dw, e * out * in, type), dy_e, x_e, product(out, in, rows, true, false), 1.0f});
   }
-  run_expert_products(products, type, stream);
+  Blas::instance().expert_products(products, type, as_stream(stream));
 }
 
 }  // namespace dsv3::cuda
