@@ -1,5 +1,6 @@
 #include "dsv3/bench/gpu_benchmarks.hpp"
 
+#include "dsv3/model/model_args.hpp"
 #include "dsv3/ops/attention.hpp"
 #include "dsv3/ops/matmul.hpp"
 
@@ -10,23 +11,11 @@
 
 namespace dsv3::bench {
 
-namespace {
-
-// The 16B flavor's routed experts and attention (REFERENCE.md §1).
-struct Moe16B {
-  static constexpr std::int64_t dim = 2048;
-  static constexpr std::int64_t moe_inter_dim = 1408;
-  static constexpr std::int64_t experts = 64;
-  static constexpr std::int64_t top_k = 6;
-  static constexpr std::int64_t heads = 16;
-  static constexpr std::int64_t qk_head_dim = 192;
-  static constexpr std::int64_t v_head_dim = 128;
-};
-
-}  // namespace
-
 std::vector<OpResult> benchmark_gpu_ops(const GpuBenchmarkOptions& options) {
-  using S = Moe16B;
+  // The 16B flavor's routed experts and attention (REFERENCE.md §1).
+  const model::ModelArgs m = model::model_flavor("16B");
+  const std::int64_t dim = m.dim, inter = m.moe_inter_dim, experts = m.n_routed_experts;
+  const std::int64_t qk_dim = m.qk_head_dim(), v_dim = m.v_head_dim;
   std::mt19937 rng(3);
   std::vector<OpResult> results;
   constexpr double kBf16 = 2.0;
@@ -56,44 +45,44 @@ std::vector<OpResult> benchmark_gpu_ops(const GpuBenchmarkOptions& options) {
     }
   }
   {  // the routed experts of one micro-batch: dense at the same total size, then grouped
-    const std::int64_t rows = options.batch * options.seq_len * S::top_k;
-    const Tensor x = random_tensor(Shape{rows, S::dim}, Device::cuda, rng, 1.0f, DType::bf16);
+    const std::int64_t rows = options.batch * options.seq_len * m.n_activated_experts;
+    const Tensor x = random_tensor(Shape{rows, dim}, Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor w =
-        random_tensor(Shape{S::experts, S::moe_inter_dim, S::dim}, Device::cuda, rng, 0.02f, DType::bf16);
-    const Tensor y = Tensor::empty(Shape{rows, S::moe_inter_dim}, DType::bf16, Device::cuda);
+        random_tensor(Shape{experts, inter, dim}, Device::cuda, rng, 0.02f, DType::bf16);
+    const Tensor y = Tensor::empty(Shape{rows, inter}, DType::bf16, Device::cuda);
     const Tensor dy = random_tensor(y.shape(), Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor dx = Tensor::empty(x.shape(), DType::bf16, Device::cuda);
     const Tensor dw = Tensor::zeros(w.shape(), DType::bf16, Device::cuda);
-    Tensor offsets = Tensor::empty(Shape{S::experts + 1}, DType::i64);
-    for (std::int64_t e = 0; e <= S::experts; ++e) offsets.data<std::int64_t>()[e] = rows * e / S::experts;
-    const double flops = 2.0 * rows * S::dim * S::moe_inter_dim;
+    Tensor offsets = Tensor::empty(Shape{experts + 1}, DType::i64);
+    for (std::int64_t e = 0; e <= experts; ++e) offsets.data<std::int64_t>()[e] = rows * e / experts;
+    const double flops = 2.0 * rows * dim * inter;
     const double bytes = (x.numel() + w.numel() + y.numel()) * kBf16;
     const std::string shape =
-        fmt::format("{} rows, {} experts, [{}, {}] bf16", rows, S::experts, S::moe_inter_dim, S::dim);
-    add("dense linear_forward", fmt::format("[{}, {}]·[{}, {}]ᵀ bf16", rows, S::dim, S::moe_inter_dim, S::dim), flops,
+        fmt::format("{} rows, {} experts, [{}, {}] bf16", rows, experts, inter, dim);
+    add("dense linear_forward", fmt::format("[{}, {}]·[{}, {}]ᵀ bf16", rows, dim, inter, dim), flops,
         bytes, [&] { ops::linear_forward(y, x, w[0]); });
     add("grouped_linear_forward", shape, flops, bytes, [&] { ops::grouped_linear_forward(y, x, w, offsets); });
     add("grouped_linear_backward", shape, 2 * flops, 2 * bytes,
         [&] { ops::grouped_linear_backward(dx, dw, dy, x, w, offsets); });
   }
   {  // flash attention at the MLA head dims, causal
-    const std::int64_t B = options.batch, T = options.seq_len, H = S::heads;
-    const Tensor q = random_tensor(Shape{B, T, H, S::qk_head_dim}, Device::cuda, rng, 1.0f, DType::bf16);
+    const std::int64_t B = options.batch, T = options.seq_len, H = m.n_heads;
+    const Tensor q = random_tensor(Shape{B, T, H, qk_dim}, Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor k = random_tensor(q.shape(), Device::cuda, rng, 1.0f, DType::bf16);
-    const Tensor v = random_tensor(Shape{B, T, H, S::v_head_dim}, Device::cuda, rng, 1.0f, DType::bf16);
+    const Tensor v = random_tensor(Shape{B, T, H, v_dim}, Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor out = Tensor::empty(v.shape(), DType::bf16, Device::cuda);
     const Tensor dout = random_tensor(v.shape(), Device::cuda, rng, 1.0f, DType::bf16);
     const Tensor lse = Tensor::empty(Shape{B, H, T}, DType::f32, Device::cuda);
     const Tensor dq = Tensor::empty(q.shape(), DType::bf16, Device::cuda);
     const Tensor dk = Tensor::empty(k.shape(), DType::bf16, Device::cuda);
     const Tensor dv = Tensor::empty(v.shape(), DType::bf16, Device::cuda);
-    const ops::AttentionOptions attention{.scale = 1.0 / std::sqrt(static_cast<double>(S::qk_head_dim))};
+    const ops::AttentionOptions attention{.scale = 1.0 / std::sqrt(static_cast<double>(qk_dim))};
     // Causal: half of the S² products (the convention of FlashAttention's and DeepSeek's reports); the backward
     // does 2.5× the forward's (dV, dP, dS·K, dSᵀ·Q, and P recomputed).
-    const double forward_flops = 2.0 * B * H * T * T * (S::qk_head_dim + S::v_head_dim) / 2.0;
+    const double forward_flops = 2.0 * B * H * T * T * (qk_dim + v_dim) / 2.0;
     const double bytes = (q.numel() + k.numel() + v.numel() + out.numel()) * kBf16;
     const std::string shape =
-        fmt::format("B {} S {} H {} dqk {} dv {} causal bf16", B, T, H, S::qk_head_dim, S::v_head_dim);
+        fmt::format("B {} S {} H {} dqk {} dv {} causal bf16", B, T, H, qk_dim, v_dim);
     add("attention_forward", shape, forward_flops, bytes,
         [&] { ops::attention_forward(out, lse, q, k, v, Tensor(), attention); });
     add("attention_backward", shape, 2.5 * forward_flops, 2 * bytes,
